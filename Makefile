@@ -1,0 +1,25 @@
+# The two commands: `make run` (train the default experiment) and `make test`.
+# Both create .venv on first use. Extra Hydra overrides: make run ARGS="model=lenet5 data=digits".
+PYTHON ?= python3
+VENV ?= .venv
+STAMP := $(VENV)/.installed-stamp
+ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: run test setup clean
+
+run: $(STAMP)
+	$(VENV)/bin/convnetlab-train $(ARGS)
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet -e '.[dev,sweep]'
+	touch $(STAMP)
+
+clean:
+	rm -rf outputs multirun .pytest_cache

@@ -1,0 +1,70 @@
+"""Training throughput (images/s) and wall time, measured the way a reader of a results table expects.
+
+The first ``warmup_batches`` of every epoch are excluded (worker start-up, allocator warm-up, cudnn
+autotuning), data loading between batches is included (it is part of training speed), and
+validation is not. Results are exposed as attributes for ``metrics.json`` and logged at epoch end.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytorch_lightning as pl
+import torch
+
+
+def _sync(trainer: pl.Trainer) -> None:
+    if trainer.strategy.root_device.type == "cuda":
+        torch.cuda.synchronize(trainer.strategy.root_device)
+
+
+class TrainThroughput(pl.Callback):
+    """Measures training images/s (per process, after warm-up) and total fit seconds."""
+
+    def __init__(self, warmup_batches: int = 5) -> None:
+        self.warmup_batches = warmup_batches
+        self.images = 0
+        self.seconds = 0.0
+        self.train_seconds = 0.0
+        self._fit_start = 0.0
+        self._window_start: float | None = None
+        self._window_images = 0
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images / self.seconds if self.seconds > 0 else float("nan")
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._fit_start = time.perf_counter()
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.train_seconds = time.perf_counter() - self._fit_start
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._window_start, self._window_images = None, 0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        if batch_idx == self.warmup_batches:
+            _sync(trainer)
+            self._window_start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        if self._window_start is None:
+            return
+        self._window_images += len(batch[0])
+        _sync(trainer)
+        self._last_end = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._window_start is None or self._window_images == 0:
+            return
+        self.images += self._window_images
+        self.seconds += self._last_end - self._window_start
+        pl_module.log("train/images_per_s", self.images_per_second, on_epoch=True, rank_zero_only=True)
+
+    def state_dict(self) -> dict:
+        return {"images": self.images, "seconds": self.seconds}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.images = state_dict["images"]
+        self.seconds = state_dict["seconds"]

@@ -1,0 +1,75 @@
+"""``convnetlab-eval ckpt_path=...``: test metrics of a checkpoint, with no training config needed.
+
+The checkpoint rebuilds its own network (hyperparameters are plain dicts); the data comes from the
+checkpoint's run config unless ``data=...`` is given.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+import pytorch_lightning as pl
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from convnetlab.cli.hydra_app import config_dir, register_resolvers
+from convnetlab.cli.report import print_result_table
+from convnetlab.lit import ImageClassifier
+from convnetlab.runs import run_dir_of_checkpoint, update_metrics
+
+
+def _data_config(cfg: DictConfig, run_dir: Path | None) -> DictConfig:
+    if cfg.get("data") is not None:
+        return cfg.data
+    if run_dir is None:
+        raise ValueError(
+            f"{cfg.ckpt_path} is not inside a convnetlab run dir, so its data is unknown; pass data=... (and data.root=...)."
+        )
+    return OmegaConf.load(run_dir / ".hydra" / "config.yaml").data
+
+
+def evaluate(cfg: DictConfig, output_dir: Path) -> dict:
+    """Test (or validate) ``cfg.ckpt_path`` and record the metrics in both run dirs."""
+    ckpt_path = Path(cfg.ckpt_path)
+    if not ckpt_path.is_file():
+        raise FileNotFoundError(f"ckpt_path={ckpt_path} does not exist; pass the path of a .ckpt file.")
+    pl.seed_everything(cfg.seed, workers=True)
+    run_dir = run_dir_of_checkpoint(ckpt_path)
+    data_cfg = _data_config(cfg, run_dir)
+    datamodule = instantiate(data_cfg)
+    module = ImageClassifier.load_from_checkpoint(ckpt_path, map_location="cpu", weights_only=True)
+    if module.hparams.num_classes != datamodule.num_classes:
+        raise ValueError(
+            f"{ckpt_path} predicts {module.hparams.num_classes} classes but data '{data_cfg.name}' has "
+            f"{datamodule.num_classes}; evaluate on data with the same classes."
+        )
+    trainer: pl.Trainer = instantiate(cfg.trainer)
+    run = trainer.test if cfg.split == "test" else trainer.validate
+    (logged,) = run(module, datamodule=datamodule, verbose=False)
+    metrics = {key: float(value) for key, value in logged.items()}
+    if run_dir is not None and trainer.is_global_zero:
+        saved = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+        same_data = saved.data.get("name") == data_cfg.get("name") and saved.data.get("root") == data_cfg.get("root")
+        prefix = "" if same_data else f"{data_cfg.name}:"
+        update_metrics(run_dir, {prefix + key: value for key, value in metrics.items()})
+    summary = {"model": module.hparams.backbone.get("arch"), "data": data_cfg.get("name"), "ckpt": str(ckpt_path), **metrics}
+    if trainer.is_global_zero:
+        update_metrics(output_dir, summary)
+        print_result_table(summary, output_dir)
+    return summary
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="eval")
+def hydra_main(cfg: DictConfig) -> None:
+    evaluate(cfg, Path(HydraConfig.get().runtime.output_dir))
+
+
+def main() -> None:
+    register_resolvers()
+    hydra_main()
+
+
+if __name__ == "__main__":
+    main()

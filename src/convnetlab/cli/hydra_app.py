@@ -1,0 +1,77 @@
+"""What every Hydra entry point shares: the config dir, resolvers, resume and DDP-child arguments."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import yaml
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import open_dict, read_write
+
+import convnetlab
+
+
+def config_dir() -> str:
+    """``conf/`` shipped inside the wheel, or the repository's top-level ``conf/`` in a checkout."""
+    packaged = Path(convnetlab.__file__).resolve().parent / "conf"
+    if packaged.is_dir():
+        return str(packaged)
+    checkout = Path(convnetlab.__file__).resolve().parents[2] / "conf"
+    if checkout.is_dir():
+        return str(checkout)
+    raise FileNotFoundError(f"convnetlab's Hydra configs are missing: looked in {packaged} and {checkout}; reinstall.")
+
+
+def register_resolvers() -> None:
+    """OmegaConf resolvers used by the configs (idempotent)."""
+    from convnetlab.data.folder import register_resolvers as register_data_resolvers
+
+    register_data_resolvers()
+
+
+def _override_key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def resume_argv(argv: list[str]) -> list[str]:
+    """Make ``ckpt_path=<run>/checkpoints/x.ckpt`` continue that run in place.
+
+    The run's original overrides are replayed first (so the same model/data/trainer are composed),
+    then the user's (which win), and Hydra writes into the original run directory.
+    """
+    args = argv[1:]
+    if any(a in ("-m", "--multirun") for a in args):
+        return argv
+    ckpt = next((a.split("=", 1)[1] for a in args if _override_key(a) == "ckpt_path"), None)
+    if not ckpt or ckpt == "null":
+        return argv
+    from convnetlab.runs import run_dir_of_checkpoint
+
+    if not Path(ckpt).is_file():
+        sys.exit(f"error: ckpt_path={ckpt} does not exist; pass the path of an existing .ckpt file.")
+    run_dir = run_dir_of_checkpoint(ckpt)
+    if run_dir is None:
+        return argv
+    given = {_override_key(a) for a in args if "=" in a}
+    saved = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text()) or []
+    replay = [o for o in saved if _override_key(o) not in given and not _override_key(o).startswith("hydra.")]
+    extra = [] if "hydra.run.dir" in given else [f"hydra.run.dir={run_dir}"]
+    return [argv[0], *replay, *args, *extra]
+
+
+def pin_ddp_children_to_this_job(output_dir: str) -> None:
+    """Stop DDP child ranks from re-running a whole Hydra sweep (Lightning's subprocess launcher bug).
+
+    Lightning starts each extra rank with ``sys.argv`` plus ``hydra.run.dir=<HydraConfig run.dir>``.
+    Under ``-m`` that argv is the whole sweep and run.dir is not this job's directory, so each child
+    would launch every job again. Rewriting argv to this job's own overrides and pointing run.dir at
+    this job's output dir makes each child join exactly this job.
+    """
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return
+    sys.argv = [sys.argv[0], *hydra_cfg.overrides.task]
+    with read_write(hydra_cfg), open_dict(hydra_cfg):
+        hydra_cfg.run.dir = output_dir

@@ -1,0 +1,102 @@
+"""``convnetlab-train``: compose -> instantiate -> fit -> validate/test the best checkpoint -> metrics.json.
+
+Read top to bottom, this file is the whole training path; the pieces it calls are plain library code.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+import pytorch_lightning as pl
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.utilities import rank_zero_info, rank_zero_only
+
+from convnetlab.analysis.complexity import count_parameters, forward_gflops
+from convnetlab.callbacks import TrainThroughput
+from convnetlab.cli.hydra_app import config_dir, pin_ddp_children_to_this_job, register_resolvers, resume_argv
+from convnetlab.cli.report import print_result_table
+from convnetlab.lit import ImageClassifier
+from convnetlab.lit.classifier import to_plain
+from convnetlab.loggers import build_loggers, finish_wandb
+from convnetlab.runs import update_metrics
+
+
+def _find(callbacks: list[pl.Callback], kind: type) -> pl.Callback | None:
+    return next((cb for cb in callbacks if isinstance(cb, kind)), None)
+
+
+def train(cfg: DictConfig, run_dir: Path) -> dict:
+    """Train ``cfg`` into ``run_dir`` and return the metrics written to ``metrics.json``."""
+    pl.seed_everything(cfg.seed, workers=True)
+    datamodule: pl.LightningDataModule = instantiate(cfg.data)
+    if cfg.module.num_classes != datamodule.num_classes:
+        raise ValueError(
+            f"module.num_classes={cfg.module.num_classes} but the data has {datamodule.num_classes} classes; "
+            "leave module.num_classes and model.num_classes at ${data.num_classes}."
+        )
+    module: ImageClassifier = instantiate(
+        cfg.module, mean=list(datamodule.mean), std=list(datamodule.std), _recursive_=False
+    )
+    callbacks = [instantiate(cb) for cb in (cfg.get("callbacks") or {}).values() if cb]
+    is_rank_zero = rank_zero_only.rank == 0
+    run_config = OmegaConf.to_container(cfg, resolve=True)
+    loggers = build_loggers(cfg.get("logger"), run_dir, run_config, is_rank_zero=is_rank_zero)
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    try:
+        complexity = {
+            "params": count_parameters(module.backbone),
+            "gflops": forward_gflops(module.backbone, (datamodule.channels, datamodule.image_size, datamodule.image_size)),
+        }
+        rank_zero_info(f"{cfg.model.arch}: {complexity['params']:,} parameters, {complexity['gflops']:.4f} GFLOPs/image")
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        metrics = {"model": cfg.model.arch, "data": cfg.data.name, **complexity}
+        metrics.update(_evaluate_best(cfg, trainer, module, datamodule, callbacks))
+        throughput = _find(callbacks, TrainThroughput)
+        if throughput is not None:
+            metrics["train_images_per_s"] = throughput.images_per_second * trainer.world_size
+            metrics["train_seconds"] = throughput.train_seconds
+        if trainer.is_global_zero:
+            metrics = update_metrics(run_dir, metrics)
+            print_result_table(metrics, run_dir)
+        return metrics
+    finally:
+        finish_wandb(loggers)
+
+
+def _evaluate_best(cfg, trainer, module, datamodule, callbacks) -> dict:
+    """Validate and test the best checkpoint (current weights if none was saved, e.g. fast_dev_run)."""
+    checkpoint = _find(callbacks, ModelCheckpoint)
+    best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
+    results = {"ckpt_best": best, "ckpt_last": checkpoint.last_model_path if checkpoint else None}
+    if not cfg.get("test", True):
+        return results
+    ckpt = best or None
+    for stage, run in (("val", trainer.validate), ("test", trainer.test)):
+        (logged,) = run(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
+        results.update({k: v for k, v in logged.items() if k.startswith(f"{stage}/")})
+    return results
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
+def hydra_main(cfg: DictConfig) -> float | None:
+    """Hydra task: one training job. Returns ``cfg.optimized_metric`` for sweepers."""
+    output_dir = HydraConfig.get().runtime.output_dir
+    pin_ddp_children_to_this_job(output_dir)
+    metrics = train(cfg, Path(output_dir))
+    value = metrics.get(cfg.get("optimized_metric"))
+    return float(value) if value is not None else None
+
+
+def main() -> None:
+    register_resolvers()
+    sys.argv = resume_argv(sys.argv)
+    hydra_main()
+
+
+if __name__ == "__main__":
+    main()

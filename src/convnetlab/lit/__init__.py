@@ -1,0 +1,5 @@
+"""LightningModules."""
+
+from convnetlab.lit.classifier import ImageClassifier
+
+__all__ = ["ImageClassifier"]

@@ -1,0 +1,184 @@
+"""`ImageClassifier`: the one LightningModule that trains any backbone on image labels.
+
+The backbone, optimizer and scheduler arrive as plain config mappings (``_target_`` + kwargs).
+They are stored verbatim as hyperparameters, so a checkpoint is self-describing: it rebuilds its own
+network with ``ImageClassifier.load_from_checkpoint(path)`` and loads with
+``torch.load(path, weights_only=True)`` (no OmegaConf objects inside).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from convnetlab.lit.param_groups import split_weight_decay
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def to_plain(value: Any) -> Any:
+    """Resolve OmegaConf containers into builtin dicts/lists (safe for weights_only checkpoints)."""
+    if OmegaConf.is_config(value):
+        return OmegaConf.to_container(value, resolve=True)
+    if isinstance(value, Mapping):
+        return {str(k): to_plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_plain(v) for v in value]
+    return value
+
+
+def output_width(backbone: nn.Module) -> int | None:
+    """Width of the last ``nn.Linear`` registered in the backbone (its classifier), if any."""
+    linears = [m for m in backbone.modules() if isinstance(m, nn.Linear)]
+    return linears[-1].out_features if linears else None
+
+
+class ImageClassifier(pl.LightningModule):
+    """Cross-entropy image classification around a backbone built from ``backbone`` (a config).
+
+    Args:
+        backbone: ``{"_target_": ..., **kwargs}`` building an ``nn.Module`` that maps images to logits.
+        num_classes: number of labels; must equal the backbone's output width (checked at build).
+        optimizer: partial optimizer config (``_partial_: true``), called with parameter groups.
+        scheduler: partial scheduler factory config called as
+            ``factory(optimizer, steps_per_epoch=..., max_epochs=...)`` returning a per-step scheduler,
+            or ``None`` for a constant learning rate.
+        label_smoothing: cross-entropy label smoothing.
+        mean, std: per-channel normalisation in [0, 1] units, applied on the device to uint8 batches.
+        channels_last: convert the backbone and batches to channels-last memory format.
+        exclude_norm_and_bias_from_weight_decay: the usual recipe; norms and biases get no decay.
+    """
+
+    def __init__(
+        self,
+        backbone: Mapping[str, Any],
+        num_classes: int,
+        optimizer: Mapping[str, Any],
+        scheduler: Mapping[str, Any] | None = None,
+        label_smoothing: float = 0.0,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+        channels_last: bool = False,
+        exclude_norm_and_bias_from_weight_decay: bool = True,
+    ) -> None:
+        super().__init__()
+        hparams = {
+            "backbone": to_plain(backbone),
+            "num_classes": int(num_classes),
+            "optimizer": to_plain(optimizer),
+            "scheduler": to_plain(scheduler),
+            "label_smoothing": float(label_smoothing),
+            "mean": [float(m) for m in mean],
+            "std": [float(s) for s in std],
+            "channels_last": bool(channels_last),
+            "exclude_norm_and_bias_from_weight_decay": bool(exclude_norm_and_bias_from_weight_decay),
+        }
+        self.save_hyperparameters(hparams)
+        self.backbone: nn.Module = instantiate(self.hparams.backbone)
+        width = output_width(self.backbone)
+        if width is not None and width != num_classes:
+            raise ValueError(
+                f"The backbone predicts {width} classes but the data has {num_classes}; "
+                "set model.num_classes to the data's class count (the default configs do this)."
+            )
+        if len(mean) != len(std):
+            raise ValueError(f"mean has {len(mean)} channels but std has {len(std)}; give one value per channel.")
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1) * 255.0, persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1) * 255.0, persistent=False)
+        if channels_last:
+            self.backbone = self.backbone.to(memory_format=torch.channels_last)
+
+        top5 = min(5, num_classes)
+        self.train_acc1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
+        self.val_acc1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
+        self.val_acc5 = MulticlassAccuracy(num_classes, top_k=top5, average="micro")
+        self.test_acc1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
+        self.test_acc5 = MulticlassAccuracy(num_classes, top_k=top5, average="micro")
+
+    # ----------------------------------------------------------------- forward path
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (or float in [0, 255]) batches -> normalised float, done on the model's device."""
+        images = (images.float() - self.mean) / self.std
+        if self.hparams.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return images
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits for a batch of uint8 images (N, C, H, W)."""
+        return self.backbone(self.normalize(images))
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        """Main-head logits, unwrapping torchvision's (logits, aux...) training outputs."""
+        out = self(images)
+        return out[0] if isinstance(out, tuple) else out
+
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy; ``targets`` may be class indices or soft (N, num_classes) distributions."""
+        return F.cross_entropy(logits, targets, label_smoothing=self.hparams.label_smoothing)
+
+    # ----------------------------------------------------------------- steps
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        images, targets = batch
+        logits = self.logits(images)
+        loss = self.loss(logits, targets)
+        hard = targets.argmax(dim=1) if targets.ndim == 2 else targets
+        self.train_acc1(logits.detach(), hard)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(images))
+        self.log("train/acc1", self.train_acc1, on_step=False, on_epoch=True, batch_size=len(images))
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "val", self.val_acc1, self.val_acc5)
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "test", self.test_acc1, self.test_acc5)
+
+    def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        images = batch[0] if isinstance(batch, list | tuple) else batch
+        return self.logits(images).softmax(dim=1)
+
+    def _evaluate(self, batch, stage: str, acc1: MulticlassAccuracy, acc5: MulticlassAccuracy) -> None:
+        images, targets = batch
+        logits = self.logits(images)
+        n = len(images)
+        self.log(f"{stage}/loss", self.loss(logits, targets), on_epoch=True, batch_size=n, sync_dist=True)
+        acc1(logits, targets)
+        acc5(logits, targets)
+        self.log(f"{stage}/acc1", acc1, on_epoch=True, prog_bar=True, batch_size=n)
+        self.log(f"{stage}/acc5", acc5, on_epoch=True, batch_size=n)
+
+    # ----------------------------------------------------------------- optimisation
+    def configure_optimizers(self) -> Any:
+        groups = split_weight_decay(
+            self.named_parameters(),
+            weight_decay=self.hparams.optimizer.get("weight_decay", 0.0),
+            exclude_norm_and_bias=self.hparams.exclude_norm_and_bias_from_weight_decay,
+            norm_parameter_names=self._norm_parameter_names(),
+        )
+        optimizer = instantiate(self.hparams.optimizer)(groups)
+        if not self.hparams.scheduler:
+            return optimizer
+        steps_per_epoch = max(1, self.trainer.estimated_stepping_batches // max(1, self.trainer.max_epochs or 1))
+        scheduler = instantiate(self.hparams.scheduler)(
+            optimizer, steps_per_epoch=steps_per_epoch, max_epochs=self.trainer.max_epochs
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def _norm_parameter_names(self) -> set[str]:
+        """Names of parameters owned by normalisation layers (BatchNorm, GroupNorm, LayerNorm, ...)."""
+        norm_types = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
+        return {
+            f"{module_name}.{param_name}" if module_name else param_name
+            for module_name, module in self.named_modules()
+            if isinstance(module, norm_types)
+            for param_name, _ in module.named_parameters(recurse=False)
+        }

@@ -1,0 +1,76 @@
+"""Experiment loggers: CSV always, W&B offline when there are no credentials, TensorBoard on request."""
+
+from __future__ import annotations
+
+import netrc
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from hydra.utils import instantiate
+from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
+from pytorch_lightning.utilities import rank_zero_info
+
+WANDB_ID_FILE = "wandb_run_id.txt"
+
+
+def wandb_credentials_available() -> bool:
+    """True if W&B could authenticate: an API key in the environment or a netrc entry for its host."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname or "api.wandb.ai"
+    try:
+        return netrc.netrc().authenticators(host) is not None
+    except (FileNotFoundError, netrc.NetrcParseError):
+        return False
+
+
+def _wandb_run_id(run_dir: Path) -> str:
+    """A W&B run id stored in the run dir, so resuming a run continues the same W&B run."""
+    import wandb
+
+    path = run_dir / WANDB_ID_FILE
+    if path.exists():
+        return path.read_text().strip()
+    run_id = wandb.util.generate_id()
+    path.write_text(run_id + "\n")
+    return run_id
+
+
+def build_loggers(
+    logger_cfgs: Mapping[str, Any] | None, run_dir: Path, run_config: dict, is_rank_zero: bool = True
+) -> list[Logger]:
+    """Instantiate the selected loggers; a CSV logger writing ``run_dir/metrics.csv`` is always present.
+
+    ``run_config`` (the resolved, nested run config) becomes the W&B run config.
+    """
+    loggers: list[Logger] = []
+    for name, cfg in (logger_cfgs or {}).items():
+        if not cfg:
+            continue
+        if "WandbLogger" in str(cfg.get("_target_", "")):
+            offline = bool(cfg.get("offline")) or os.environ.get("WANDB_MODE") == "offline"
+            if not offline and not wandb_credentials_available():
+                offline = True
+                if is_rank_zero:
+                    rank_zero_info(
+                        f"W&B: no credentials found, logging offline; upload later with `wandb sync {run_dir}/wandb/offline-run-*`"
+                    )
+            run_id = _wandb_run_id(run_dir) if is_rank_zero else None
+            loggers.append(instantiate(cfg, offline=offline, id=run_id, resume="allow", config=run_config))
+        else:
+            loggers.append(instantiate(cfg))
+    if not any(isinstance(lg, CSVLogger) for lg in loggers):
+        loggers.insert(0, CSVLogger(save_dir=str(run_dir), name="", version=""))
+    return loggers
+
+
+def finish_wandb(loggers: list[Logger]) -> None:
+    """Close the W&B run so the next multirun job starts its own (safe to call on any rank)."""
+    if any(isinstance(lg, WandbLogger) for lg in loggers):
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish()

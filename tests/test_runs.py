@@ -1,0 +1,35 @@
+"""metrics.json merging and resume argument replay."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+
+from convnetlab.cli.hydra_app import resume_argv
+from convnetlab.runs import update_metrics
+
+
+def test_metrics_json_merges_and_stays_flat(tmp_path):
+    update_metrics(tmp_path, {"model": "lenet5", "val/acc1": 0.5})
+    update_metrics(tmp_path, {"test/acc1": 0.75, "val/acc1": 0.6, "bad": float("nan")})
+    assert json.loads((tmp_path / "metrics.json").read_text()) == {
+        "model": "lenet5", "val/acc1": 0.6, "test/acc1": 0.75, "bad": None}
+    assert not list(tmp_path.glob(".metrics-*"))
+
+
+def test_resume_replays_the_runs_overrides_and_reuses_its_directory(tmp_path):
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    (run / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(["model=lenet5", "trainer.max_epochs=2",
+                                                                     "hydra.run.dir=old"]))
+    ckpt = run / "checkpoints" / "last.ckpt"
+    argv = resume_argv(["train", f"ckpt_path={ckpt}", "trainer.max_epochs=4"])
+    assert argv == ["train", "model=lenet5", f"ckpt_path={ckpt}", "trainer.max_epochs=4", f"hydra.run.dir={run.resolve()}"]
+
+
+def test_resume_is_not_applied_to_multirun():
+    argv = ["train", "-m", "ckpt_path=x.ckpt"]
+    assert resume_argv(argv) == argv
