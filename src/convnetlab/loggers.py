@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import netrc
+import secrets
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
+from omegaconf import OmegaConf
 from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
 from pytorch_lightning.utilities import rank_zero_info
+
+from convnetlab.csv_logger import AppendingCSVLogger
 
 WANDB_ID_FILE = "wandb_run_id.txt"
 
@@ -29,12 +33,10 @@ def wandb_credentials_available() -> bool:
 
 def _wandb_run_id(run_dir: Path) -> str:
     """A W&B run id stored in the run dir, so resuming a run continues the same W&B run."""
-    import wandb
-
     path = run_dir / WANDB_ID_FILE
     if path.exists():
         return path.read_text().strip()
-    run_id = wandb.util.generate_id()
+    run_id = secrets.token_hex(4)
     path.write_text(run_id + "\n")
     return run_id
 
@@ -59,11 +61,13 @@ def build_loggers(
                         f"W&B: no credentials found, logging offline; upload later with `wandb sync {run_dir}/wandb/offline-run-*`"
                     )
             run_id = _wandb_run_id(run_dir) if is_rank_zero else None
-            loggers.append(instantiate(cfg, offline=offline, id=run_id, resume="allow", config=run_config))
+            kwargs = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k != "_target_"}
+            kwargs.update(offline=offline, id=run_id, resume="allow", config=run_config)  # `config` clashes with instantiate
+            loggers.append(get_class(cfg["_target_"])(**kwargs))
         else:
             loggers.append(instantiate(cfg))
     if not any(isinstance(lg, CSVLogger) for lg in loggers):
-        loggers.insert(0, CSVLogger(save_dir=str(run_dir), name="", version=""))
+        loggers.insert(0, AppendingCSVLogger(save_dir=str(run_dir), name="", version=""))
     return loggers
 
 

@@ -5,11 +5,13 @@ Read top to bottom, this file is the whole training path; the pieces it calls ar
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -32,6 +34,7 @@ def _find(callbacks: list[pl.Callback], kind: type) -> pl.Callback | None:
 
 def train(cfg: DictConfig, run_dir: Path) -> dict:
     """Train ``cfg`` into ``run_dir`` and return the metrics written to ``metrics.json``."""
+    env_before = {key: os.environ.get(key) for key in DDP_LAUNCH_ENV}
     pl.seed_everything(cfg.seed, workers=True)
     datamodule: pl.LightningDataModule = instantiate(cfg.data)
     if cfg.module.num_classes != datamodule.num_classes:
@@ -66,6 +69,25 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         return metrics
     finally:
         finish_wandb(loggers)
+        _leave_process_group(env_before)
+
+
+DDP_LAUNCH_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
+
+
+def _leave_process_group(env_before: dict[str, str | None]) -> None:
+    """Tear down DDP so the next multirun job in this process launches its own ranks.
+
+    Lightning's launcher leaves ``LOCAL_RANK`` & co. in ``os.environ``; the next job would then
+    believe an external launcher started it and wait forever for ranks that never come.
+    """
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    for key, value in env_before.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 def _evaluate_best(cfg, trainer, module, datamodule, callbacks) -> dict:

@@ -1,0 +1,45 @@
+"""Shared fixtures: a tiny embedded dataset generated once per session and CLI runners."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+# A 4-class, 32 px shapes set small enough that a run takes seconds on 2 CPU cores.
+TINY_DATA = [
+    "data=shapes", "data.num_classes=4", "data.per_class_train=24", "data.per_class_val=8",
+    "data.per_class_test=8", "data.batch_size=16", "data.num_workers=0",
+]
+TINY_MODEL = ["model=resnet18", "model.width=0.125"]
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("data")
+
+
+def clean_env(home: Path) -> dict:
+    """Environment without W&B credentials or a tty, as on CI."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env.update(HOME=str(home), WANDB_SILENT="true", PYTHONWARNINGS="ignore", CUDA_VISIBLE_DEVICES="")
+    return env
+
+
+def run_cli(command: str, *overrides: str, cwd: Path, data_dir: Path, check: bool = True) -> subprocess.CompletedProcess:
+    """Run ``python -m convnetlab.cli.<command>`` with overrides; fail with its output on error."""
+    args = [sys.executable, "-m", f"convnetlab.cli.{command}", *overrides, f"paths.data_dir={data_dir}"]
+    proc = subprocess.run(args, cwd=cwd, env=clean_env(cwd), capture_output=True, text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+def read_metrics(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text())

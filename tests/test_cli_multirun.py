@@ -1,0 +1,39 @@
+"""Multirun: one run dir per job; with DDP, child ranks join their job instead of re-running the sweep."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import TINY_DATA, read_metrics, run_cli
+
+pytestmark = pytest.mark.slow
+
+SHORT = ["debug=limit", "trainer.max_epochs=1", "logger=csv"]
+
+
+def job_dirs(sweep_dir):
+    return sorted(p.name for p in sweep_dir.iterdir() if p.is_dir())
+
+
+def test_multirun_gives_one_run_dir_per_job(data_dir, tmp_path):
+    sweep = tmp_path / "sweep"
+    run_cli("train", "-m", "model=lenet5,resnet18", "optimizer.lr=0.1,0.01", *TINY_DATA, *SHORT,
+            f"hydra.sweep.dir={sweep}", cwd=tmp_path, data_dir=data_dir)
+    assert job_dirs(sweep) == ["0", "1", "2", "3"]
+    jobs = [(read_metrics(sweep / d)["model"], (sweep / d / ".hydra" / "overrides.yaml").read_text()) for d in "0123"]
+    assert sorted(model for model, _ in jobs) == ["lenet5", "lenet5", "resnet18", "resnet18"]
+    assert sum("optimizer.lr=0.01" in overrides for _, overrides in jobs) == 2
+    assert not (tmp_path / "outputs").exists() and not (tmp_path / "multirun").exists()
+
+
+def test_multirun_with_ddp_cpu_runs_each_job_exactly_once_on_two_ranks(data_dir, tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_cli("train", "-m", "optimizer.lr=0.1,0.01", "trainer=ddp_cpu", "model=lenet5", *TINY_DATA, *SHORT,
+                   f"hydra.sweep.dir={sweep}", cwd=tmp_path, data_dir=data_dir)
+    assert job_dirs(sweep) == ["0", "1"]
+    for job in "01":
+        assert read_metrics(sweep / job)["model"] == "lenet5"
+        assert (sweep / job / "train_ddp_process_1.log").exists()  # rank 1 joined this job's directory
+    # A child re-launching the sweep would start more jobs (more "Launching" lines) or new directories.
+    assert proc.stdout.count("#0 :") == 1 and proc.stdout.count("#1 :") == 1
+    assert not (tmp_path / "outputs").exists() and not (tmp_path / "multirun").exists()
