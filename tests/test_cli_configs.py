@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from conftest import TINY_DATA, read_metrics, run_cli
 
@@ -32,3 +33,19 @@ def test_profiler_debug_writes_its_report(data_dir, tmp_path):
             f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path, data_dir=data_dir)
     reports = list((tmp_path / "run").glob("*profile*.txt"))
     assert reports and "run_training_epoch" in reports[0].read_text()
+
+
+def test_data_check_lists_every_unreadable_image_and_fails(data_dir, tmp_path):
+    root = tmp_path / "folder"
+    for split in ("train", "val"):
+        for cls in ("cat", "dog"):
+            (root / split / cls).mkdir(parents=True)
+    for split in ("train", "val"):
+        for cls in ("cat", "dog"):
+            Image.new("RGB", (8, 8), "red").save(root / split / cls / "ok.jpg")
+    (root / "train" / "dog" / "broken.jpg").write_bytes(b"not a jpeg")
+    proc = run_cli("data", "action=check", "data=imagefolder", f"data.root={root}", cwd=tmp_path,
+                   data_dir=data_dir, check=False)
+    assert proc.returncode == 1
+    assert f"{root}/train/dog/broken.jpg" in proc.stdout
+    assert "checked 5 images" in proc.stdout and ": 1 unreadable" in proc.stdout

@@ -55,3 +55,8 @@ def test_loggers_can_be_listed_and_scheduler_can_be_switched():
     assert set(cfg.logger) == {"csv", "tensorboard"}
     assert cfg.module.scheduler._target_.endswith("schedules.step")
     assert cfg.module.optimizer._target_ == "torch.optim.AdamW"
+
+
+def test_default_model_is_the_documented_cpu_sized_resnet18():
+    cfg = composed()
+    assert cfg.model.arch == "resnet18" and cfg.model.width == 0.25 and cfg.data.name == "shapes"

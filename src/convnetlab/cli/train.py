@@ -65,7 +65,6 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             metrics["train_seconds"] = throughput.train_seconds
         if trainer.is_global_zero:
             metrics = update_metrics(run_dir, metrics)
-            print_result_table(metrics, run_dir)
         return metrics
     finally:
         finish_wandb(loggers)
@@ -110,6 +109,8 @@ def hydra_main(cfg: DictConfig) -> float | None:
     output_dir = HydraConfig.get().runtime.output_dir
     pin_ddp_children_to_this_job(output_dir)
     metrics = train(cfg, Path(output_dir))
+    if rank_zero_only.rank == 0:  # after W&B has closed, so the run dir is the last thing printed
+        print_result_table(metrics, Path(output_dir))
     value = metrics.get(cfg.get("optimized_metric"))
     return float(value) if value is not None else None
 
