@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from conftest import TINY_DATA, read_metrics, run_cli
 
@@ -37,3 +38,15 @@ def test_multirun_with_ddp_cpu_runs_each_job_exactly_once_on_two_ranks(data_dir,
     # A child re-launching the sweep would start more jobs (more "Launching" lines) or new directories.
     assert proc.stdout.count("#0 :") == 1 and proc.stdout.count("#1 :") == 1
     assert not (tmp_path / "outputs").exists() and not (tmp_path / "multirun").exists()
+
+
+def test_optuna_search_returns_each_jobs_metric_to_the_sweeper(data_dir, tmp_path):
+    sweep = tmp_path / "sweep"
+    run_cli("train", "hparams_search=optuna", "hydra.sweeper.n_trials=2", "debug=limit", "trainer.max_epochs=1",
+            "model=lenet5", *[o for o in TINY_DATA if "batch_size" not in o], "logger=csv", f"hydra.sweep.dir={sweep}", cwd=tmp_path, data_dir=data_dir)
+    assert job_dirs(sweep) == ["0", "1"]
+    results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    best = max(read_metrics(sweep / job)["val/acc1"] for job in "01")
+    assert results["best_value"] == pytest.approx(best)
+    assert set(results["best_params"]) == {"optimizer.lr", "optimizer.weight_decay", "data.batch_size",
+                                           "module.label_smoothing"}
