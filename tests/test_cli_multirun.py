@@ -50,3 +50,13 @@ def test_optuna_search_returns_each_jobs_metric_to_the_sweeper(data_dir, tmp_pat
     assert results["best_value"] == pytest.approx(best)
     assert set(results["best_params"]) == {"optimizer.lr", "optimizer.weight_decay", "data.batch_size",
                                            "module.label_smoothing"}
+
+
+def test_optuna_with_ddp_cpu_children_do_not_start_their_own_study(data_dir, tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_cli("train", "hparams_search=optuna", "hydra.sweeper.n_trials=2", "trainer=ddp_cpu", "debug=limit",
+                   "trainer.max_epochs=1", "model=lenet5", *[o for o in TINY_DATA if "batch_size" not in o],
+                   "logger=csv", f"hydra.sweep.dir={sweep}", cwd=tmp_path, data_dir=data_dir)
+    assert job_dirs(sweep) == ["0", "1"]
+    assert proc.stdout.count("#0 :") == 1 and proc.stdout.count("#1 :") == 1 and "#2 :" not in proc.stdout
+    assert all((sweep / job / "train_ddp_process_1.log").exists() for job in "01")

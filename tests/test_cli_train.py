@@ -36,6 +36,7 @@ def test_finished_run_dir_holds_the_contract_files(trained_run):
     assert metrics["model"] == "resnet18" and metrics["data"] == "shapes"
     assert all(0.0 <= metrics[k] <= 1.0 for k in ("val/acc1", "val/acc5", "test/acc1", "test/acc5"))
     assert metrics["val/acc1"] <= metrics["val/acc5"] and metrics["params"] > 0 and metrics["gflops"] > 0
+    assert metrics["train_images_per_s"] > 0 and metrics["train_seconds"] > 0
     assert (run_dir / ".hydra" / "config.yaml").is_file()
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     assert (run_dir / "checkpoints").joinpath(metrics["ckpt_best"].split("/")[-1]).is_file()
@@ -47,7 +48,8 @@ def test_metrics_csv_holds_the_logged_values(trained_run):
     rows = list(csv.DictReader((run_dir / "metrics.csv").open()))
     val_rows = [r for r in rows if r.get("val/acc1")]
     assert [int(r["epoch"]) for r in val_rows][:2] == [0, 1]
-    assert any(r.get("train/loss_step") for r in rows) and any(r.get("train/acc1") for r in rows)
+    assert any(r.get("train/loss") for r in rows) and any(r.get("train/acc1") for r in rows)
+    assert any(r.get("train/acc5") for r in rows) and any(r.get("train/loss_epoch") for r in rows)
     best = max(float(r["val/acc1"]) for r in val_rows[:2])
     assert read_metrics(run_dir)["val/acc1"] == pytest.approx(best)
 
@@ -85,8 +87,8 @@ def test_resume_continues_from_the_saved_epoch_and_step(data_dir, tmp_path):
     second = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert second["global_step"] == 2 * first["global_step"]  # one more epoch of steps, not two
     assert second["loops"]["fit_loop"]["epoch_progress"]["total"]["completed"] == 2
-    rows = [r for r in csv.DictReader((run_dir / "metrics.csv").open()) if r.get("val/acc1")]
-    assert {0, 1} <= {int(r["epoch"]) for r in rows}  # both epochs logged into the same metrics.csv
+    epochs = [int(r["epoch"]) for r in csv.DictReader((run_dir / "metrics.csv").open()) if r.get("train/loss_epoch")]
+    assert epochs == [0, 1]  # the first run's epoch kept, the resumed epoch appended to the same metrics.csv
     assert not (tmp_path / "outputs").exists()  # continued in place, no second run dir
 
 

@@ -53,6 +53,8 @@ def build_loggers(
         if not cfg:
             continue
         if "WandbLogger" in str(cfg.get("_target_", "")):
+            if os.environ.get("WANDB_MODE") == "disabled":
+                continue
             offline = bool(cfg.get("offline")) or os.environ.get("WANDB_MODE") == "offline"
             if not offline and not wandb_credentials_available():
                 offline = True
@@ -71,10 +73,10 @@ def build_loggers(
     return loggers
 
 
-def finish_wandb(loggers: list[Logger]) -> None:
-    """Close the W&B run so the next multirun job starts its own (safe to call on any rank)."""
+def finish_wandb(loggers: list[Logger], exit_code: int = 0) -> None:
+    """Close the W&B run so the next multirun job starts its own; a failed job is marked failed."""
     if any(isinstance(lg, WandbLogger) for lg in loggers):
         import wandb
 
         if wandb.run is not None:
-            wandb.finish()
+            wandb.finish(exit_code=exit_code)

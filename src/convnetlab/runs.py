@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 METRICS_FILE = "metrics.json"
+RESOLVED_CONFIG = "config_resolved.yaml"  # the run's config with every interpolation resolved
 
 
 def _plain(value: Any) -> Any:

@@ -27,6 +27,7 @@ class TrainThroughput(pl.Callback):
         self.seconds = 0.0
         self.train_seconds = 0.0
         self._fit_start = 0.0
+        self._seconds_before = 0.0
         self._window_start: float | None = None
         self._window_images = 0
 
@@ -36,9 +37,10 @@ class TrainThroughput(pl.Callback):
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._fit_start = time.perf_counter()
+        self._seconds_before = self.train_seconds  # restored from a checkpoint when resuming
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.train_seconds = time.perf_counter() - self._fit_start
+        self.train_seconds = self._seconds_before + time.perf_counter() - self._fit_start
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._window_start, self._window_images = None, 0
@@ -63,8 +65,10 @@ class TrainThroughput(pl.Callback):
         pl_module.log("train/images_per_s", self.images_per_second, on_epoch=True, rank_zero_only=True)
 
     def state_dict(self) -> dict:
-        return {"images": self.images, "seconds": self.seconds}
+        elapsed = self._seconds_before + time.perf_counter() - self._fit_start if self._fit_start else 0.0
+        return {"images": self.images, "seconds": self.seconds, "train_seconds": elapsed}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.images = state_dict["images"]
         self.seconds = state_dict["seconds"]
+        self.train_seconds = state_dict.get("train_seconds", 0.0)

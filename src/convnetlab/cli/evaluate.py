@@ -17,22 +17,27 @@ from omegaconf import DictConfig, OmegaConf
 from convnetlab.cli.hydra_app import config_dir, register_resolvers
 from convnetlab.cli.report import print_result_table
 from convnetlab.lit import ImageClassifier
-from convnetlab.runs import run_dir_of_checkpoint, update_metrics
+from convnetlab.callbacks import progress_bar
+from convnetlab.runs import RESOLVED_CONFIG, run_dir_of_checkpoint, update_metrics
 
 
 def _data_config(cfg: DictConfig, run_dir: Path | None) -> DictConfig:
+    """``data=...`` if given, else the run's own data config (resolved at train time, so paths match)."""
     if cfg.get("data") is not None:
         return cfg.data
     if run_dir is None:
         raise ValueError(
             f"{cfg.ckpt_path} is not inside a convnetlab run dir, so its data is unknown; pass data=... (and data.root=...)."
         )
-    return OmegaConf.load(run_dir / ".hydra" / "config.yaml").data
+    resolved = run_dir / RESOLVED_CONFIG
+    return OmegaConf.load(resolved if resolved.exists() else run_dir / ".hydra" / "config.yaml").data
 
 
 def evaluate(cfg: DictConfig, output_dir: Path) -> dict:
     """Test (or validate) ``cfg.ckpt_path`` and record the metrics in both run dirs."""
     ckpt_path = Path(cfg.ckpt_path)
+    if cfg.split not in ("test", "val"):
+        raise ValueError(f"split={cfg.split} is not one of test, val.")
     if not ckpt_path.is_file():
         raise FileNotFoundError(f"ckpt_path={ckpt_path} does not exist; pass the path of a .ckpt file.")
     pl.seed_everything(cfg.seed, workers=True)
@@ -45,14 +50,14 @@ def evaluate(cfg: DictConfig, output_dir: Path) -> dict:
             f"{ckpt_path} predicts {module.hparams.num_classes} classes but data '{data_cfg.name}' has "
             f"{datamodule.num_classes}; evaluate on data with the same classes."
         )
-    trainer: pl.Trainer = instantiate(cfg.trainer)
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=[progress_bar()])
     run = trainer.test if cfg.split == "test" else trainer.validate
     (logged,) = run(module, datamodule=datamodule, verbose=False)
     metrics = {key: float(value) for key, value in logged.items()}
     if run_dir is not None and trainer.is_global_zero:
-        saved = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
-        same_data = saved.data.get("name") == data_cfg.get("name") and saved.data.get("root") == data_cfg.get("root")
-        prefix = "" if same_data else f"{data_cfg.name}:"
+        # The run's own headline numbers are only replaced by the same protocol on the same data.
+        own_protocol = cfg.get("data") is None and cfg.split == "test" and ckpt_path.name != "last.ckpt"
+        prefix = "" if own_protocol else f"eval:{data_cfg.get('name')}:{ckpt_path.stem}:"
         update_metrics(run_dir, {prefix + key: value for key, value in metrics.items()})
     summary = {"model": module.hparams.backbone.get("arch"), "data": data_cfg.get("name"), "ckpt": str(ckpt_path), **metrics}
     if trainer.is_global_zero:

@@ -61,6 +61,20 @@ def resume_argv(argv: list[str]) -> list[str]:
     return [argv[0], *replay, *args, *extra]
 
 
+CONFIG_FLAGS = ("--config-dir", "-cd", "--config-path", "-cp", "--config-name", "-cn")
+
+
+def _config_location_flags(args: list[str]) -> list[str]:
+    """The ``--config-dir X``-style flags of a command line (both ``--flag X`` and ``--flag=X``)."""
+    kept = []
+    for i, arg in enumerate(args):
+        if arg in CONFIG_FLAGS and i + 1 < len(args):
+            kept += [arg, args[i + 1]]
+        elif arg.split("=", 1)[0] in CONFIG_FLAGS and "=" in arg:
+            kept.append(arg)
+    return kept
+
+
 def pin_ddp_children_to_this_job(output_dir: str) -> None:
     """Stop DDP child ranks from re-running a whole Hydra sweep (Lightning's subprocess launcher bug).
 
@@ -72,6 +86,9 @@ def pin_ddp_children_to_this_job(output_dir: str) -> None:
     hydra_cfg = HydraConfig.get()
     if hydra_cfg.mode != RunMode.MULTIRUN:
         return
-    sys.argv = [sys.argv[0], *hydra_cfg.overrides.task]
+    search_path = [o for o in hydra_cfg.overrides.hydra if o.startswith("hydra.searchpath")]
+    # hydra.mode=RUN: an Optuna overlay sets MULTIRUN itself, which would start a study per rank.
+    sys.argv = [sys.argv[0], *_config_location_flags(sys.argv[1:]), *hydra_cfg.overrides.task, *search_path,
+                "hydra.mode=RUN"]
     with read_write(hydra_cfg), open_dict(hydra_cfg):
         hydra_cfg.run.dir = output_dir

@@ -25,7 +25,7 @@ from convnetlab.cli.report import print_result_table
 from convnetlab.lit import ImageClassifier
 from convnetlab.lit.classifier import to_plain
 from convnetlab.loggers import build_loggers, finish_wandb
-from convnetlab.runs import update_metrics
+from convnetlab.runs import RESOLVED_CONFIG, update_metrics
 
 
 def _find(callbacks: list[pl.Callback], kind: type) -> pl.Callback | None:
@@ -50,6 +50,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     run_config = OmegaConf.to_container(cfg, resolve=True)
     loggers = build_loggers(cfg.get("logger"), run_dir, run_config, is_rank_zero=is_rank_zero)
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    if trainer.is_global_zero:  # eval rebuilds the data from this, independent of its own cwd/env
+        OmegaConf.save(cfg, run_dir / RESOLVED_CONFIG, resolve=True)
+    failed = False
     try:
         complexity = {
             "params": count_parameters(module.backbone),
@@ -66,8 +69,11 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         if trainer.is_global_zero:
             metrics = update_metrics(run_dir, metrics)
         return metrics
+    except BaseException:
+        failed = True
+        raise
     finally:
-        finish_wandb(loggers)
+        finish_wandb(loggers, exit_code=1 if failed else 0)
         _leave_process_group(env_before)
 
 
@@ -95,6 +101,8 @@ def _evaluate_best(cfg, trainer, module, datamodule, callbacks) -> dict:
     best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
     results = {"ckpt_best": best, "ckpt_last": checkpoint.last_model_path if checkpoint else None}
     if not cfg.get("test", True):
+        if checkpoint is not None and checkpoint.best_model_score is not None:
+            results[checkpoint.monitor] = float(checkpoint.best_model_score)
         return results
     ckpt = best or None
     for stage, run in (("val", trainer.validate), ("test", trainer.test)):

@@ -8,7 +8,7 @@ network with ``ImageClassifier.load_from_checkpoint(path)`` and loads with
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pytorch_lightning as pl
@@ -20,6 +20,9 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from convnetlab.lit.param_groups import split_weight_decay
+
+# torchvision GoogLeNet's built-in auxiliary heads (aux_logits=True) are weighted 0.3, as in the paper.
+TORCHVISION_AUX_WEIGHT = 0.3
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -99,10 +102,16 @@ class ImageClassifier(pl.LightningModule):
 
         top5 = min(5, num_classes)
         self.train_acc1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
+        self.train_acc5 = MulticlassAccuracy(num_classes, top_k=top5, average="micro")
         self.val_acc1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
         self.val_acc5 = MulticlassAccuracy(num_classes, top_k=top5, average="micro")
         self.test_acc1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
         self.test_acc5 = MulticlassAccuracy(num_classes, top_k=top5, average="micro")
+        # Extra training losses registered by callbacks (e.g. AuxiliaryClassifiers): name -> (weight, fn).
+        # fn(targets) is called after the forward pass of training_step; it returns the unweighted loss,
+        # logged as train/<name>; weight * loss is added to train/loss. Kept out of the constructor so
+        # callbacks can add terms without the module knowing about them.
+        self.loss_terms: dict[str, tuple[float, Callable[[torch.Tensor], torch.Tensor]]] = {}
 
     # ----------------------------------------------------------------- forward path
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
@@ -128,12 +137,26 @@ class ImageClassifier(pl.LightningModule):
     # ----------------------------------------------------------------- steps
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, targets = batch
-        logits = self.logits(images)
+        out = self(images)
+        logits = out[0] if isinstance(out, tuple) else out
         loss = self.loss(logits, targets)
+        extra = {}
+        if isinstance(out, tuple):  # torchvision GoogLeNetOutputs(logits, aux_logits2, aux_logits1)
+            for name, aux in zip(("aux2", "aux1"), out[1:]):
+                if aux is not None:
+                    extra[f"aux_loss/{name}"] = (TORCHVISION_AUX_WEIGHT, self.loss(aux, targets))
+        extra.update({name: (weight, fn(targets)) for name, (weight, fn) in self.loss_terms.items()})
+        for name, (weight, value) in extra.items():
+            loss = loss + weight * value
+            self.log(f"train/{name}", value, on_step=True, on_epoch=True, batch_size=len(images))
         hard = targets.argmax(dim=1) if targets.ndim == 2 else targets
         self.train_acc1(logits.detach(), hard)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(images))
-        self.log("train/acc1", self.train_acc1, on_step=False, on_epoch=True, batch_size=len(images))
+        self.train_acc5(logits.detach(), hard)
+        n = len(images)
+        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=n)  # per step
+        self.log("train/loss_epoch", loss, on_step=False, on_epoch=True, batch_size=n)  # epoch mean
+        self.log("train/acc1", self.train_acc1, on_step=False, on_epoch=True, batch_size=n)
+        self.log("train/acc5", self.train_acc5, on_step=False, on_epoch=True, batch_size=n)
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
@@ -155,6 +178,14 @@ class ImageClassifier(pl.LightningModule):
         acc5(logits, targets)
         self.log(f"{stage}/acc1", acc1, on_epoch=True, prog_bar=True, batch_size=n)
         self.log(f"{stage}/acc5", acc5, on_epoch=True, batch_size=n)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Drop auxiliary-head weights the module has no place for, so a checkpoint trained with
+        ``AuxiliaryClassifiers`` loads (strictly, for everything else) into a plain classifier."""
+        if not hasattr(self, "aux_heads"):
+            state = checkpoint.get("state_dict", {})
+            for key in [k for k in state if k.startswith("aux_heads.")]:
+                del state[key]
 
     # ----------------------------------------------------------------- optimisation
     def configure_optimizers(self) -> Any:
