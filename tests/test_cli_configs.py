@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import pytest
@@ -49,3 +50,10 @@ def test_data_check_lists_every_unreadable_image_and_fails(data_dir, tmp_path):
     assert proc.returncode == 1
     assert f"{root}/train/dog/broken.jpg" in proc.stdout
     assert "checked 5 images" in proc.stdout and ": 1 unreadable" in proc.stdout
+
+
+def test_overfit_debug_mode_drives_the_training_loss_near_zero(data_dir, tmp_path):
+    run_cli("train", "debug=overfit", "trainer.max_epochs=30", *TINY_DATA, "model=lenet5", "logger=csv",
+            f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path, data_dir=data_dir)
+    rows = [r for r in csv.DictReader((tmp_path / "run" / "metrics.csv").open()) if r.get("train/loss_epoch")]
+    assert float(rows[0]["train/loss_epoch"]) > 1.0 and float(rows[-1]["train/loss_epoch"]) < 0.05
