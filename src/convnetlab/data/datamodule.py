@@ -148,7 +148,15 @@ class ImageFolderDataModule(pl.LightningDataModule):
         return self._loader(self.test_dataset, self.eval_batch_size, shuffle=False)
 
 
-class ShapesDataModule(ImageFolderDataModule):
+class _GeneratedDataModule(ImageFolderDataModule):
+    """A class-folder dataset this project writes itself: ``setup()`` generates it if missing."""
+
+    def setup(self, stage: str | None = None) -> None:
+        self.prepare_data()  # no-op once generated; lets setup() work without a Trainer
+        super().setup(stage)
+
+
+class ShapesDataModule(_GeneratedDataModule):
     """Synthetic shapes (see ``shapes.py``), generated once under ``root/shapes-<params>`` and read as an ImageFolder.
 
     Defaults: 500/100/100 images per class (enough for >90% val top-1 with a small CNN in a
@@ -192,12 +200,8 @@ class ShapesDataModule(ImageFolderDataModule):
     def prepare_data(self) -> None:
         generate_shapes(self.root, len(self.classes), self.resize_size, self.per_class, self.difficulty, self.seed)
 
-    def setup(self, stage: str | None = None) -> None:
-        self.prepare_data()  # no-op once generated; lets setup() work without a Trainer
-        super().setup(stage)
 
-
-class DigitsDataModule(ImageFolderDataModule):
+class DigitsDataModule(_GeneratedDataModule):
     """scikit-learn digits (see ``digits.py``), written once under ``root/digits-<params>``.
 
     Grayscale, no horizontal flip (digits are not mirror-symmetric), milder crops because the
@@ -240,7 +244,3 @@ class DigitsDataModule(ImageFolderDataModule):
 
     def prepare_data(self) -> None:
         write_digits(self.root, self.image_size, self.val_fraction, self.test_fraction, self.seed)
-
-    def setup(self, stage: str | None = None) -> None:
-        self.prepare_data()  # no-op once written; lets setup() work without a Trainer
-        super().setup(stage)
