@@ -148,7 +148,8 @@ class ImageClassifier(pl.LightningModule):
         extra.update({name: (weight, fn(targets)) for name, (weight, fn) in self.loss_terms.items()})
         for name, (weight, value) in extra.items():
             loss = loss + weight * value
-            self.log(f"train/{name}", value, on_step=True, on_epoch=True, batch_size=len(images))
+            self.log(f"train/{name}", value, on_step=True, on_epoch=False, batch_size=len(images))  # as train/loss
+            self.log(f"train/{name}_epoch", value, on_step=False, on_epoch=True, batch_size=len(images))
         hard = targets.argmax(dim=1) if targets.ndim == 2 else targets
         self.train_acc1(logits.detach(), hard)
         self.train_acc5(logits.detach(), hard)

@@ -1,0 +1,87 @@
+"""Per-layer gradient norms, first layer to last: makes vanishing gradients (and their cure) visible.
+
+Every ``every_n_steps`` optimizer steps the L2 norm of each conv/linear weight gradient in the
+backbone is logged as ``train/grad_norm/<layer>``; at the end of training the mean norm per layer is
+plotted (log scale) to ``gradient_flow.png`` in the run dir. Measured in ``on_before_optimizer_step``,
+where gradients are unscaled (AMP), accumulated and, under DDP, already averaged across ranks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.utilities import rank_zero_only
+from torch import nn
+
+
+def weight_layers(backbone: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """(module name, weight) of every conv/linear layer, in registration (roughly forward) order."""
+    return [(name, module.weight) for name, module in backbone.named_modules()
+            if isinstance(module, nn.Conv2d | nn.Linear) and module.weight.requires_grad]
+
+
+class GradientFlow(pl.Callback):
+    """Log per-layer gradient norms every ``every_n_steps`` and plot them at the end of training.
+
+    Args:
+        every_n_steps: logging interval in optimizer steps.
+        output_dir: where ``gradient_flow.png`` goes; defaults to ``trainer.default_root_dir``.
+        filename: the plot's file name.
+    """
+
+    def __init__(self, every_n_steps: int = 10, output_dir: str | None = None, filename: str = "gradient_flow.png") -> None:
+        self.every_n_steps = max(1, int(every_n_steps))
+        self.output_dir = output_dir
+        self.filename = filename
+        self.history: dict[str, list[float]] = {}
+
+    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer) -> None:
+        if trainer.global_step % self.every_n_steps:
+            return
+        norms = {name: weight.grad.detach().norm().item()
+                 for name, weight in weight_layers(pl_module.backbone) if weight.grad is not None}
+        for name, value in norms.items():
+            self.history.setdefault(name, []).append(value)
+        pl_module.log_dict({f"train/grad_norm/{name}": value for name, value in norms.items()},
+                           on_step=True, on_epoch=False)
+
+    @rank_zero_only
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self.history:
+            return
+        path = Path(self.output_dir or trainer.default_root_dir) / self.filename
+        self.plot(path)
+
+    def plot(self, path: Path) -> Path:
+        """Mean (and min..max band) gradient norm per layer, first to last, on a log axis."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        names = list(self.history)
+        series = [torch.tensor(self.history[n]) for n in names]
+        mean = [s.mean().item() for s in series]
+        floor = min((v for v in mean if v > 0), default=1e-12)
+        fig, ax = plt.subplots(figsize=(max(6.0, 0.25 * len(names)), 4.0))
+        x = range(len(names))
+        ax.fill_between(x, [max(s.min().item(), floor) for s in series], [s.max().item() for s in series], alpha=0.2)
+        ax.plot(x, [max(v, floor) for v in mean], marker="o")
+        ax.set_yscale("log")
+        ax.set_xticks(list(x), names, rotation=90, fontsize=6)
+        ax.set_xlabel("layer (input -> output)")
+        ax.set_ylabel("gradient L2 norm")
+        ax.set_title(f"Gradient flow ({len(series[0])} measurements)")
+        fig.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        return path
+
+    def state_dict(self) -> dict:
+        return {"history": self.history}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.history = {k: list(v) for k, v in state_dict.get("history", {}).items()}
