@@ -146,19 +146,22 @@ class ImageClassifier(pl.LightningModule):
                 if aux is not None:
                     extra[f"aux_loss/{name}"] = (TORCHVISION_AUX_WEIGHT, self.loss(aux, targets))
         extra.update({name: (weight, fn(targets)) for name, (weight, fn) in self.loss_terms.items()})
+        n = len(images)
         for name, (weight, value) in extra.items():
             loss = loss + weight * value
-            self.log(f"train/{name}", value, on_step=True, on_epoch=False, batch_size=len(images))  # as train/loss
-            self.log(f"train/{name}_epoch", value, on_step=False, on_epoch=True, batch_size=len(images))
+            self._log_step_and_epoch(f"train/{name}", value, n)
         hard = targets.argmax(dim=1) if targets.ndim == 2 else targets
         self.train_acc1(logits.detach(), hard)
         self.train_acc5(logits.detach(), hard)
-        n = len(images)
-        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=n)  # per step
-        self.log("train/loss_epoch", loss, on_step=False, on_epoch=True, batch_size=n)  # epoch mean
+        self._log_step_and_epoch("train/loss", loss, n, prog_bar=True)
         self.log("train/acc1", self.train_acc1, on_step=False, on_epoch=True, batch_size=n)
         self.log("train/acc5", self.train_acc5, on_step=False, on_epoch=True, batch_size=n)
         return loss
+
+    def _log_step_and_epoch(self, name: str, value: torch.Tensor, n: int, prog_bar: bool = False) -> None:
+        """``name`` per step (the contract's metric name) and ``name_epoch`` as the epoch mean."""
+        self.log(name, value, on_step=True, on_epoch=False, prog_bar=prog_bar, batch_size=n)
+        self.log(f"{name}_epoch", value, on_step=False, on_epoch=True, batch_size=n)
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._evaluate(batch, "val", self.val_acc1, self.val_acc5)
