@@ -16,7 +16,7 @@ from conftest import TINY_DATA, TINY_MODEL, read_metrics, run_cli
 pytestmark = pytest.mark.slow
 
 CONTRACT_KEYS = {"model", "data", "params", "gflops", "val/acc1", "val/acc5", "test/acc1", "test/acc5",
-                 "train_images_per_s", "train_seconds", "ckpt_best"}
+                 "train_images_per_s", "train_seconds", "ckpt_best", "infer_images_per_s", "peak_memory_mb"}
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +37,8 @@ def test_finished_run_dir_holds_the_contract_files(trained_run):
     assert all(0.0 <= metrics[k] <= 1.0 for k in ("val/acc1", "val/acc5", "test/acc1", "test/acc5"))
     assert metrics["val/acc1"] <= metrics["val/acc5"] and metrics["params"] > 0 and metrics["gflops"] > 0
     assert metrics["train_images_per_s"] > 0 and metrics["train_seconds"] > 0
+    assert metrics["infer_images_per_s"] > metrics["train_images_per_s"]  # no backward, no augmentation
+    assert metrics["peak_memory_mb"] > 100  # at least the Python + torch process itself
     assert (run_dir / ".hydra" / "config.yaml").is_file()
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     assert (run_dir / "checkpoints").joinpath(metrics["ckpt_best"].split("/")[-1]).is_file()

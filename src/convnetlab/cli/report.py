@@ -7,7 +7,8 @@ from pathlib import Path
 ROWS = [
     ("model", "{}"), ("data", "{}"), ("params", "{:,}"), ("gflops", "{:.4f}"),
     ("val/acc1", "{:.2%}"), ("val/acc5", "{:.2%}"), ("test/acc1", "{:.2%}"), ("test/acc5", "{:.2%}"),
-    ("train_images_per_s", "{:.0f}"), ("train_seconds", "{:.1f}"),
+    ("train_images_per_s", "{:.0f}"), ("infer_images_per_s", "{:.0f}"), ("train_seconds", "{:.1f}"),
+    ("peak_memory_mb", "{:.0f}"),
 ]
 
 

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_only
 
-from convnetlab.analysis.complexity import count_parameters, forward_gflops
+from convnetlab.analysis.complexity import count_parameters, forward_gflops, inference_images_per_second, peak_memory_mb
 from convnetlab.callbacks import TrainThroughput
 from convnetlab.cli.hydra_app import config_dir, pin_ddp_children_to_this_job, register_resolvers, resume_argv
 from convnetlab.cli.report import print_result_table
@@ -67,6 +67,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             metrics["train_images_per_s"] = throughput.images_per_second * trainer.world_size
             metrics["train_seconds"] = throughput.train_seconds
         if trainer.is_global_zero:
+            metrics.update(_speed_and_memory(trainer, module, datamodule))
             metrics = update_metrics(run_dir, metrics)
         return metrics
     except BaseException:
@@ -93,6 +94,19 @@ def _leave_process_group(env_before: dict[str, str | None]) -> None:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+def _speed_and_memory(trainer: pl.Trainer, module: ImageClassifier, datamodule) -> dict:
+    """Inference images/s at the eval batch size on the training device, and the run's peak memory."""
+    device = trainer.strategy.root_device
+    batch_size = getattr(datamodule, "eval_batch_size", None) or datamodule.batch_size
+    shape = (batch_size, datamodule.channels, datamodule.image_size, datamodule.image_size)
+    batch = torch.randint(0, 256, shape, dtype=torch.uint8, device=device)
+    module.to(device)
+    return {
+        "infer_images_per_s": inference_images_per_second(module, batch),
+        "peak_memory_mb": peak_memory_mb(device),
+    }
 
 
 def _evaluate_best(cfg, trainer, module, datamodule, callbacks) -> dict:
