@@ -1,0 +1,85 @@
+"""``convnetlab-compare runs=...``: aggregate finished runs into an ILSVRC-style table and charts."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, ListConfig
+
+from convnetlab.analysis.comparison import COLUMNS, Row, compare, to_markdown, write_csv
+from convnetlab.analysis.comparison_plots import plot_error_vs_epoch, plot_error_vs_gflops
+from convnetlab.analysis.published import published_errors
+from convnetlab.cli.hydra_app import config_dir, register_resolvers
+from convnetlab.loggers import wandb_credentials_available
+
+
+def published_beside(rows: list[Row]) -> dict[str, dict]:
+    """torchvision's numbers for rows trained on ImageNet with the torchvision-exact network (width 1)."""
+    refs = {}
+    for row in rows:
+        model = row.runs[0].config.get("model") or {}
+        if row.data == "imagenet" and float(model.get("width", 1.0)) == 1.0:
+            ref = published_errors(row.arch)
+            if ref is not None:
+                refs[row.label] = ref
+    return refs
+
+
+def log_to_wandb(rows: list[Row], files: dict[str, Path], output_dir: Path, project: str) -> None:
+    """One W&B run (job_type=compare) holding the table and both figures."""
+    if os.environ.get("WANDB_MODE") == "disabled":
+        return
+    import wandb
+
+    mode = "online" if wandb_credentials_available() and os.environ.get("WANDB_MODE") != "offline" else "offline"
+    run = wandb.init(project=project, job_type="compare", dir=str(output_dir), mode=mode,
+                     config={"runs": [str(r.path) for row in rows for r in row.runs]})
+    try:
+        columns = ["model", "n_runs", *[c for c, _, _ in COLUMNS], *[f"{c}_std" for c, _, _ in COLUMNS]]
+        data = [[row.label, row.n, *[row.mean[c] for c, _, _ in COLUMNS], *[row.std[c] for c, _, _ in COLUMNS]]
+                for row in rows]
+        run.log({"comparison/table": wandb.Table(columns=columns, data=data),
+                 "comparison/error_vs_gflops": wandb.Image(str(files["png"])),
+                 "comparison/error_vs_epoch": wandb.Image(str(files["epochs"]))})
+    finally:
+        wandb.finish()
+
+
+def run_compare(cfg: DictConfig, output_dir: Path) -> dict[str, Path]:
+    paths = list(cfg.runs) if isinstance(cfg.runs, ListConfig | list) else [cfg.runs]
+    rows, problems = compare(paths)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if not rows:
+        listed = "\n".join(f"  {r.path}: {r.problem}" for r in problems)
+        raise SystemExit(f"error: none of the {len(problems)} runs finished with test metrics:\n{listed}")
+    published = published_beside(rows)
+    files = {
+        "csv": write_csv(rows, output_dir / "comparison.csv", published),
+        "md": output_dir / "comparison.md",
+        "png": plot_error_vs_gflops(rows, output_dir / "comparison.png"),
+        "epochs": plot_error_vs_epoch(rows, output_dir / "comparison_epochs.png"),
+    }
+    table = to_markdown(rows, problems, published)
+    files["md"].write_text(table)
+    if cfg.wandb.enabled:
+        log_to_wandb(rows, files, output_dir, cfg.wandb.project)
+    print("\n" + table)
+    print(f"comparison written to {output_dir}", flush=True)
+    return files
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="compare")
+def hydra_main(cfg: DictConfig) -> None:
+    run_compare(cfg, Path(HydraConfig.get().runtime.output_dir))
+
+
+def main() -> None:
+    register_resolvers()
+    hydra_main()
+
+
+if __name__ == "__main__":
+    main()
