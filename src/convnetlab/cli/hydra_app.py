@@ -27,8 +27,10 @@ def config_dir() -> str:
 def register_resolvers() -> None:
     """OmegaConf resolvers used by the configs (idempotent)."""
     from convnetlab.data.folder import register_resolvers as register_data_resolvers
+    from convnetlab.recipes import register_recipe_resolvers
 
     register_data_resolvers()
+    register_recipe_resolvers()
 
 
 def _override_key(override: str) -> str:
