@@ -47,7 +47,7 @@ def resume_argv(argv: list[str]) -> list[str]:
     if any(a in ("-m", "--multirun") for a in args):
         return argv
     ckpt = next((a.split("=", 1)[1] for a in args if _override_key(a) == "ckpt_path"), None)
-    if not ckpt or ckpt == "null":
+    if not ckpt or ckpt in ("null", "last"):  # "last": Lightning resumes from the run dir's last.ckpt if any
         return argv
     from convnetlab.runs import run_dir_of_checkpoint
 
