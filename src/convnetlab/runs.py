@@ -1,4 +1,4 @@
-"""The run directory: ``metrics.json`` and locating a run from one of its checkpoints."""
+"""The run directory: ``metrics.json``, locating a run from one of its checkpoints, and its data config."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
 
 METRICS_FILE = "metrics.json"
 RESOLVED_CONFIG = "config_resolved.yaml"  # the run's config with every interpolation resolved
@@ -38,3 +40,15 @@ def run_dir_of_checkpoint(ckpt_path: str | Path) -> Path | None:
     """The run dir holding ``<run>/checkpoints/<file>.ckpt`` (it has a ``.hydra`` folder), else None."""
     candidate = Path(ckpt_path).resolve().parent.parent
     return candidate if (candidate / ".hydra").is_dir() else None
+
+
+def run_data_config(data: DictConfig | None, ckpt_path: str | Path, run_dir: Path | None) -> DictConfig:
+    """``data`` if given, else the data config of the checkpoint's run (resolved at train time, so paths match)."""
+    if data is not None:
+        return data
+    if run_dir is None:
+        raise ValueError(
+            f"{ckpt_path} is not inside a convnetlab run dir, so its data is unknown; pass data=... (and data.root=...)."
+        )
+    resolved = run_dir / RESOLVED_CONFIG
+    return OmegaConf.load(resolved if resolved.exists() else run_dir / ".hydra" / "config.yaml").data

@@ -1,7 +1,8 @@
 """``convnetlab-eval ckpt_path=...``: test metrics of a checkpoint, with no training config needed.
 
 The checkpoint rebuilds its own network (hyperparameters are plain dicts); the data comes from the
-checkpoint's run config unless ``data=...`` is given.
+checkpoint's run config unless ``data=...`` is given. ``protocol=10crop|multiscale`` evaluates with
+softmax averaged over crops and reports ``<split>/acc1_<protocol>`` etc. beside the centre-crop numbers.
 """
 
 from __future__ import annotations
@@ -12,25 +13,14 @@ import hydra
 import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from convnetlab.cli.checkpoint import load_checkpoint
 from convnetlab.cli.hydra_app import config_dir, register_resolvers
 from convnetlab.cli.report import print_result_table
-from convnetlab.lit import ImageClassifier
 from convnetlab.callbacks import progress_bar
-from convnetlab.runs import RESOLVED_CONFIG, run_dir_of_checkpoint, update_metrics
-
-
-def _data_config(cfg: DictConfig, run_dir: Path | None) -> DictConfig:
-    """``data=...`` if given, else the run's own data config (resolved at train time, so paths match)."""
-    if cfg.get("data") is not None:
-        return cfg.data
-    if run_dir is None:
-        raise ValueError(
-            f"{cfg.ckpt_path} is not inside a convnetlab run dir, so its data is unknown; pass data=... (and data.root=...)."
-        )
-    resolved = run_dir / RESOLVED_CONFIG
-    return OmegaConf.load(resolved if resolved.exists() else run_dir / ".hydra" / "config.yaml").data
+from convnetlab.data.multicrop import PROTOCOLS, metric_suffix, use_protocol
+from convnetlab.runs import run_dir_of_checkpoint, update_metrics
 
 
 def evaluate(cfg: DictConfig, output_dir: Path) -> dict:
@@ -38,22 +28,17 @@ def evaluate(cfg: DictConfig, output_dir: Path) -> dict:
     ckpt_path = Path(cfg.ckpt_path)
     if cfg.split not in ("test", "val"):
         raise ValueError(f"split={cfg.split} is not one of test, val.")
-    if not ckpt_path.is_file():
-        raise FileNotFoundError(f"ckpt_path={ckpt_path} does not exist; pass the path of a .ckpt file.")
     pl.seed_everything(cfg.seed, workers=True)
+    protocol = cfg.get("protocol", "center")
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol={protocol} is not one of {', '.join(PROTOCOLS)}.")
+    module, datamodule, data_cfg = load_checkpoint(ckpt_path, cfg.get("data"))
+    use_protocol(module, datamodule, protocol)
     run_dir = run_dir_of_checkpoint(ckpt_path)
-    data_cfg = _data_config(cfg, run_dir)
-    datamodule = instantiate(data_cfg)
-    module = ImageClassifier.load_from_checkpoint(ckpt_path, map_location="cpu", weights_only=True)
-    if module.hparams.num_classes != datamodule.num_classes:
-        raise ValueError(
-            f"{ckpt_path} predicts {module.hparams.num_classes} classes but data '{data_cfg.name}' has "
-            f"{datamodule.num_classes}; evaluate on data with the same classes."
-        )
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=[progress_bar()])
     run = trainer.test if cfg.split == "test" else trainer.validate
     (logged,) = run(module, datamodule=datamodule, verbose=False)
-    metrics = {key: float(value) for key, value in logged.items()}
+    metrics = {key + metric_suffix(protocol): float(value) for key, value in logged.items()}
     if run_dir is not None and trainer.is_global_zero:
         # The run's own headline numbers are only replaced by the same protocol on the same data.
         own_protocol = cfg.get("data") is None and cfg.split == "test" and ckpt_path.name != "last.ckpt"
