@@ -15,14 +15,7 @@ from convnetlab.lit import ImageClassifier
 
 NONZERO = {"translate": 2, "scale": 0.2, "rotate": 20, "squeeze": 0.2, "stroke": 1, "noise": 16}
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread, and far faster than two when the CPUs are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def bar_image(bright_on_dark: bool = True) -> torch.Tensor:

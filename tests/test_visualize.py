@@ -25,14 +25,7 @@ from convnetlab.callbacks import VisualLogging
 from convnetlab.lit import ImageClassifier
 from convnetlab.models import build_model
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread, and far faster than two when the CPUs are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_net() -> nn.Module:
