@@ -178,7 +178,7 @@ def to_markdown(rows: list[Row], problems: list[Run], published: dict[str, dict]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         cells = [row.label, str(row.n), _mean_std(row, "top1_err", "{:.2f}"), _mean_std(row, "top5_err", "{:.2f}"),
-                 _mean_std(row, "params_m", "{:.3f}"), _mean_std(row, "gflops", "{:.4f}"),
+                 f"{row.mean['params_m']:.3f}", f"{row.mean['gflops']:.4f}",  # fixed by the model: no spread
                  _mean_std(row, "train_img_s", "{:.0f}"), _mean_std(row, "infer_img_s", "{:.0f}"),
                  _mean_std(row, "train_s", "{:.1f}")]
         if show_published:
