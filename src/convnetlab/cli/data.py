@@ -1,11 +1,13 @@
-"""``convnetlab-data``: generate the embedded datasets, or check a class-folder tree for bad images.
+"""``convnetlab-data``: generate the embedded datasets, check a class-folder tree for bad images, or sort
+the official ILSVRC-2012 validation folder into class folders, or pack a dataset into tar shards.
 
-A check lists every unreadable file (one line each) instead of stopping at the first, so a large
-folder is fixed in one pass; the exit status is non-zero when anything is wrong.
+A check lists every problem (one line each) instead of stopping at the first, so a large folder is
+fixed in one pass; the exit status is non-zero when anything is wrong.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -14,7 +16,11 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from convnetlab.cli.hydra_app import config_dir, register_resolvers
-from convnetlab.data.folder import find_samples, list_classes, read_image
+from convnetlab.data.folder import IMAGE_EXTENSIONS, inspect_file, read_image
+from convnetlab.data.imagenet_prep import prepare_val
+from convnetlab.data.shards import write_shards
+
+ACTIONS = ("generate", "check", "prepare_imagenet_val", "shard")
 
 
 def generate(datamodule) -> Path:
@@ -23,35 +29,73 @@ def generate(datamodule) -> Path:
     return Path(datamodule.root)
 
 
-def bad_images(root: Path, channels: int) -> tuple[int, list[str]]:
-    """(number of images checked, one message per file that cannot be decoded) over all splits."""
+def _class_dirs(root: Path) -> list[Path]:
+    """Class folders of every split present (``train``/``val``/``test``), else ``root``'s own subfolders."""
+    splits = [root / s for s in ("train", "val", "test") if (root / s).is_dir()] or [root]
+    return sorted(d for split in splits for d in split.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
+def bad_images(root: Path, channels: int = 3) -> tuple[int, list[str]]:
+    """(number of files checked, one message per problem) for a class-folder tree.
+
+    Problems: empty class folders, files that are not images (by extension or content), and
+    zero-byte, unreadable, truncated or undecodable images.
+    """
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} does not exist; pass the dataset root (with train/<class>/...)")
     checked, problems = 0, []
-    for split in ("train", "val", "test"):
-        split_dir = root / split
-        if not split_dir.is_dir():
-            continue
-        for path, _ in find_samples(split_dir, list_classes(split_dir)):
+    for class_dir in _class_dirs(root):
+        files = sorted(os.path.join(d, f) for d, _, names in os.walk(class_dir, followlinks=True) for f in names)
+        if not files:
+            problems.append(f"{class_dir}: empty class folder")
+        for path in files:
             checked += 1
-            try:
-                read_image(path, channels)
-            except RuntimeError as error:
-                problems.append(str(error).splitlines()[0])
+            if os.path.splitext(path)[1].lower() not in IMAGE_EXTENSIONS:
+                problems.append(f"{path}: not an image file (extension not in {', '.join(sorted(IMAGE_EXTENSIONS))})")
+                continue
+            problem = inspect_file(path)
+            if problem is None:
+                try:
+                    read_image(path, channels)
+                except RuntimeError as error:
+                    problem = str(error)
+            if problem:
+                problems.append(problem)
     return checked, problems
+
+
+def check(root: Path, channels: int) -> int:
+    """Print every problem and a summary line; the exit status (1 if anything is wrong)."""
+    checked, problems = bad_images(root, channels)
+    print("\n".join(problems + [f"checked {checked} images under {root}: {len(problems)} unreadable"]))
+    return 1 if problems else 0
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="data")
 def hydra_main(cfg: DictConfig) -> None:
+    if cfg.action not in ACTIONS:
+        sys.exit(f"error: action={cfg.action} is not one of {', '.join(ACTIONS)}")
+    if cfg.action == "prepare_imagenet_val":
+        if not (cfg.get("root") and cfg.get("val_dir") and cfg.get("devkit")):
+            sys.exit("error: prepare_imagenet_val needs root=<dataset root> val_dir=<flat val folder> "
+                     "devkit=<devkit folder>")
+        counts = prepare_val(cfg.val_dir, cfg.devkit, Path(cfg.root) / "val")
+        print(f"{Path(cfg.root) / 'val'}: " + ", ".join(f"{n} {kind}" for kind, n in counts.items()))
+        return
+    if cfg.action == "shard":
+        if not (cfg.get("root") and cfg.get("out")):
+            sys.exit("error: shard needs root=<class-folder dataset> out=<shard dir> [num_shards=8]")
+        out = write_shards(cfg.root, cfg.out, cfg.num_shards)
+        print(f"{out}: {cfg.num_shards} shards per split; train with data=shards data.root={out}")
+        return
+    if cfg.action == "check" and cfg.get("root"):
+        sys.exit(check(Path(cfg.root), cfg.data.get("channels", 3)))
     datamodule = instantiate(cfg.data)
     if cfg.action == "generate":
         root = generate(datamodule)
         print(f"{cfg.data.name}: {datamodule.num_classes} classes at {root}")
-    elif cfg.action == "check":
-        checked, problems = bad_images(Path(datamodule.root), datamodule.channels)
-        print("\n".join(problems + [f"checked {checked} images under {datamodule.root}: {len(problems)} unreadable"]))
-        if problems:
-            sys.exit(1)
     else:
-        sys.exit(f"error: action={cfg.action} is not one of generate, check")
+        sys.exit(check(Path(datamodule.root), datamodule.channels))
 
 
 def main() -> None:

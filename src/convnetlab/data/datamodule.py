@@ -6,19 +6,22 @@ Batches are uint8 ``(B, C, H, W)``; the LightningModule normalises on the device
 model construction can rely on them.
 """
 
+import itertools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 from torch import Tensor
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, IterableDataset
 
+from convnetlab.data import augment as presets
 from convnetlab.data.digits import write_digits
-from convnetlab.data.folder import ImageFolderDataset, check_classes, list_classes
+from convnetlab.data.folder import ImageFolderDataset, check_classes, collate_present, list_classes
+from convnetlab.data.pca_lighting import IMAGENET_EIGVAL, IMAGENET_EIGVEC, cached_pixel_pca
 from convnetlab.data.shapes import generate_shapes, shape_classes
-from convnetlab.data.transforms import default_resize_size, eval_transform, train_transform
+from convnetlab.data.transforms import default_resize_size, eval_transform
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +47,14 @@ def _stats(values: Sequence[float] | None, rgb_default: Sequence[float], channel
 class ImageFolderDataModule(pl.LightningDataModule):
     """Reads ``root/{train,val[,test]}/<class>/<image>``; test falls back to val when absent.
 
-    ``train_transform``/``eval_transform`` are plain attributes so later code (augmentation
-    presets) can replace them before ``setup()``. ``num_classes``, when given (as Hydra configs
-    do), is checked against the class folders instead of being trusted.
+    ``train_transform``/``eval_transform`` are plain attributes that later code may replace before
+    ``setup()``. ``augment`` is the ``augment`` config group (``{"name": preset, ...}``, see
+    ``augment.py``); ``None`` is the ``default`` preset. A preset with PCA lighting gets its RGB
+    statistics at ``setup()`` (``lighting: auto`` = ImageNet's published values for ``name=imagenet``,
+    else computed from training pixels once and cached in the dataset root). ``bad_images`` is the
+    policy for files that do not decode (``error`` or ``skip``, see ``ImageFolderDataset``).
+    ``num_classes``, when given (as Hydra configs do), is checked against the class folders
+    instead of being trusted.
     """
 
     def __init__(
@@ -67,6 +75,8 @@ class ImageFolderDataModule(pl.LightningDataModule):
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
         num_classes: int | None = None,
+        augment: Mapping[str, Any] | None = None,
+        bad_images: str = "error",
     ) -> None:
         super().__init__()
         if channels not in (1, 3):
@@ -84,8 +94,15 @@ class ImageFolderDataModule(pl.LightningDataModule):
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers and num_workers > 0
         self.in_memory = in_memory
-        self.train_transform = train_transform(image_size, scale, hflip)
+        self.bad_images = bad_images
+        self.scale, self.hflip = tuple(scale), hflip
+        self.augment = presets.options(augment)
+        # None until setup() when the preset needs the training set's colour statistics.
+        self.train_transform: Callable[[Tensor], Tensor] | None = None
+        if not (presets.needs_lighting(self.augment["name"]) and self.augment["lighting"] == "auto"):
+            self.train_transform = self._preset(self.augment["lighting"])
         self.eval_transform = eval_transform(image_size, self.resize_size)
+        self.eval_decode_size = self.resize_size  # shorter side eval_transform needs (multi-scale eval raises it)
         self._expected_num_classes = num_classes
         self._classes: list[str] | None = None
         self.train_dataset: ImageFolderDataset | None = None
@@ -104,16 +121,42 @@ class ImageFolderDataModule(pl.LightningDataModule):
         return len(self.classes)
 
     def setup(self, stage: str | None = None) -> None:
-        check_classes(self.root / "train", self.classes)
+        self._check_split("train")
         expected = self._expected_num_classes
         if expected is not None and expected != self.num_classes:
             raise ValueError(f"num_classes={expected} but {self.root / 'train'} has {self.num_classes} class folders")
         if stage in (None, "fit") and self.train_dataset is None:
-            self.train_dataset = self._dataset("train", self.train_transform)
+            name = self.augment["name"]
+            self.train_dataset = self._dataset("train", None, presets.decode_size(name, self.image_size, self.scale,
+                                                                                 self.resize_size))
+            if self.train_transform is None:
+                self.train_transform = self._preset(self._lighting_stats(self.train_dataset))
+            self.train_dataset.transform = self.train_transform
         if stage in (None, "fit", "validate") and self.val_dataset is None:
-            self.val_dataset = self._dataset("val", self.eval_transform)
+            self.val_dataset = self._dataset("val", self.eval_transform, self.eval_decode_size)
         if stage in (None, "test") and self.test_dataset is None:
-            self.test_dataset = self._dataset(self._test_split(), self.eval_transform)
+            self.test_dataset = self._dataset(self._test_split(), self.eval_transform, self.eval_decode_size)
+
+    def _preset(self, lighting: Mapping[str, Any] | str | None) -> Callable[[Tensor], Tensor]:
+        """The ``augment`` preset's per-image transform; ``lighting`` "imagenet" or None = published values."""
+        fill = [round(255 * m) for m in self.mean]
+        return presets.build_preset(
+            self.augment["name"], self.image_size, scale=self.scale, hflip=self.hflip, resize_size=self.resize_size,
+            lighting=None if lighting in (None, "imagenet") else lighting, alpha_std=self.augment["alpha_std"],
+            random_erasing=self.augment["random_erasing"], fill=fill,
+        )
+
+    def _lighting_stats(self, dataset: ImageFolderDataset) -> dict[str, list]:
+        """PCA-lighting statistics for ``lighting: auto``: ImageNet's published ones for ImageNet, else
+        computed from (up to 500 evenly spaced) training images and cached in the dataset root."""
+        if self.name == "imagenet" and self.channels == 3:
+            return {"eigval": list(IMAGENET_EIGVAL), "eigvec": [list(row) for row in IMAGENET_EIGVEC]}
+        step = max(1, len(dataset) // 500)
+        sample = _LazyImages(dataset, range(0, len(dataset), step))
+        return cached_pixel_pca(self.root, sample)
+
+    def _check_split(self, split: str) -> None:
+        check_classes(self.root / split, self.classes)
 
     def _test_split(self) -> str:
         if (self.root / "test").is_dir():
@@ -121,31 +164,64 @@ class ImageFolderDataModule(pl.LightningDataModule):
         log.info("%s has no test split; testing on val", self.root)
         return "val"
 
-    def _dataset(self, split: str, transform: Callable[[Tensor], Tensor]) -> ImageFolderDataset:
-        check_classes(self.root / split, self.classes)
-        return ImageFolderDataset(self.root / split, self.classes, self.channels, transform, self.in_memory)
+    def _dataset(
+        self, split: str, transform: Callable[[Tensor], Tensor] | None, decode_size: int | None = None
+    ) -> ImageFolderDataset:
+        self._check_split(split)
+        return ImageFolderDataset(self.root / split, self.classes, self.channels, transform, self.in_memory,
+                                  self.bad_images, decode_size)
 
-    def _loader(self, dataset: ImageFolderDataset | None, batch_size: int, shuffle: bool) -> DataLoader:
+    def _loader(
+        self, dataset: ImageFolderDataset | None, batch_size: int, shuffle: bool, drop_last: bool = False,
+        collate_fn: Callable | None = None,
+    ) -> DataLoader:
         if dataset is None:
             raise RuntimeError(f"{type(self).__name__}.setup() has not built this split yet")
         return DataLoader(
             dataset,
             batch_size=batch_size,
             shuffle=shuffle,
-            drop_last=False,
+            drop_last=drop_last,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
+            collate_fn=collate_fn or collate_present,
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_dataset, self.batch_size, shuffle=True)
+        """Few-label train sets may be smaller than a batch: then each step sees the whole set. A lone
+        last image is dropped, since BatchNorm cannot train on a batch of one."""
+        size = len(self.train_dataset) if self.train_dataset is not None else self.batch_size
+        batch_size = min(self.batch_size, size)
+        if batch_size < self.batch_size:
+            log.info("%s: %d training images, fewer than batch_size=%d; one batch per epoch", self.name, size,
+                     self.batch_size)
+        mix = None
+        if self.augment["mixup_alpha"] > 0 or self.augment["cutmix_alpha"] > 0:
+            mix = presets.MixUpCutMix(self.num_classes, self.augment["mixup_alpha"], self.augment["cutmix_alpha"])
+        return self._loader(self.train_dataset, batch_size, shuffle=True, drop_last=size % batch_size == 1,
+                            collate_fn=mix)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_dataset, self.eval_batch_size, shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.test_dataset, self.eval_batch_size, shuffle=False)
+
+
+class _LazyImages:
+    """Decoded images of ``dataset`` at ``indices`` (the first ``len(indices)`` of an iterable dataset),
+    read only when iterated, so a PCA cache hit reads none."""
+
+    def __init__(self, dataset: Dataset, indices: range) -> None:
+        self.dataset, self.indices = dataset, indices
+
+    def __iter__(self):
+        if isinstance(self.dataset, IterableDataset):
+            items = itertools.islice(iter(self.dataset), len(self.indices))
+        else:
+            items = (self.dataset[index] for index in self.indices)
+        yield from (item[0] for item in items if item is not None)
 
 
 class _GeneratedDataModule(ImageFolderDataModule):
@@ -161,7 +237,8 @@ class ShapesDataModule(_GeneratedDataModule):
 
     Defaults: 500/100/100 images per class (enough for >90% val top-1 with a small CNN in a
     few epochs; 1,000 val images measure accuracy to about +-1%). ``scale`` defaults milder than
-    ImageNet's 0.08 so crops of a ~32 px image keep the object.
+    ImageNet's 0.08 so crops of a ~32 px image keep the object. ``class_offset`` selects the shapes
+    from ``SHAPE_NAMES[class_offset]`` on, so two offsets give disjoint tasks for transfer learning.
     """
 
     def __init__(
@@ -178,16 +255,19 @@ class ShapesDataModule(_GeneratedDataModule):
         name: str = "shapes",
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
+        class_offset: int = 0,
         **kwargs: Any,
     ) -> None:
         channels = kwargs.get("channels", 3)
         size = kwargs.get("resize_size") or default_resize_size(image_size)
+        self.class_offset = class_offset
         self.per_class = {"train": per_class_train, "val": per_class_val, "test": per_class_test}
         self.difficulty = difficulty
         self.seed = seed
         counts = "-".join(str(n) for n in self.per_class.values())
+        offset = f"-o{class_offset}" if class_offset else ""  # offset 0 keeps the original folder names
         super().__init__(
-            root=Path(root) / f"shapes-c{num_classes}-s{size}-n{counts}-{difficulty}-seed{seed}",
+            root=Path(root) / f"shapes-c{num_classes}{offset}-s{size}-n{counts}-{difficulty}-seed{seed}",
             image_size=image_size,
             scale=scale,
             name=name,
@@ -195,10 +275,11 @@ class ShapesDataModule(_GeneratedDataModule):
             std=std or [SHAPES_STD] * channels,
             **kwargs,
         )
-        self._classes = shape_classes(num_classes)
+        self._classes = shape_classes(num_classes, class_offset)
 
     def prepare_data(self) -> None:
-        generate_shapes(self.root, len(self.classes), self.resize_size, self.per_class, self.difficulty, self.seed)
+        generate_shapes(self.root, len(self.classes), self.resize_size, self.per_class, self.difficulty, self.seed,
+                        self.class_offset)
 
 
 class DigitsDataModule(_GeneratedDataModule):

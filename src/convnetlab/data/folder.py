@@ -5,21 +5,27 @@ listing (for the ``num_classes_in`` config resolver) and atomic directory creati
 embedded generators never leave a half-written dataset that looks complete).
 """
 
+import json
+import logging
 import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import torch
 from omegaconf import OmegaConf
 from PIL import Image
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms.v2.functional import pil_to_tensor, rgb_to_grayscale
 
+SHARD_INDEX = "index.json"  # written by shards.write_shards
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
+log = logging.getLogger(__name__)
 LAYOUT = "expected <root>/train/<class>/<image>, <root>/val/<class>/<image> and optionally <root>/test/..."
 
 
@@ -60,26 +66,104 @@ def find_samples(split_dir: str | Path, classes: list[str]) -> list[tuple[str, i
     return samples
 
 
-def read_image(path: str, channels: int) -> torch.Tensor:
-    """Decode to uint8 (C, H, W) with torchvision; PIL only for BMP, which torchvision cannot decode."""
+def read_image(path: str, channels: int, decode_size: int | None = None) -> torch.Tensor:
+    """Decode to uint8 (C, H, W); errors are one line naming the file.
+
+    torchvision decodes (the fastest full decode); PIL only for BMP, which torchvision cannot read,
+    and for JPEGs whose shorter side is at least 4x ``decode_size``: those are decoded at 1/4 or 1/8
+    size in the DCT domain (``Image.draft``), still at least ``decode_size`` on the shorter side.
+    (Measured: a 1/2-size PIL decode is no faster than torchvision's full one, as entropy decoding
+    dominates; see scripts/bench/data_pipeline.py.)
+    """
     try:
-        if path.lower().endswith(".bmp"):
-            with Image.open(path) as im:
-                image = pil_to_tensor(im.convert("L" if channels == 1 else "RGB"))
-        else:
-            image = decode_image(path, mode=ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB)
-    except (RuntimeError, OSError, ValueError) as e:
-        raise RuntimeError(f"cannot decode image {path}: {e}") from e
+        image = _reduced_jpeg(path, channels, decode_size) if decode_size else None
+        if image is None:
+            image = _full_decode(path, channels)
+    except (RuntimeError, OSError, ValueError, SyntaxError) as e:
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise RuntimeError(f"cannot decode image {path}: {reason}") from e
     if image.shape[0] != channels:  # WebP ignores GRAY mode and stays RGB
         image = rgb_to_grayscale(image)
     return image
 
 
+def _full_decode(path: str, channels: int) -> torch.Tensor:
+    if path.lower().endswith(".bmp"):
+        with Image.open(path) as im:
+            return pil_to_tensor(im.convert("L" if channels == 1 else "RGB"))
+    return decode_image(path, mode=ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB)
+
+
+def _reduced_jpeg(path: str, channels: int, decode_size: int) -> torch.Tensor | None:
+    """A JPEG decoded at 1/4 or 1/8 scale keeping the shorter side >= ``decode_size``; None when the
+    file is not a JPEG or too small for that reduction (only the header is read then)."""
+    with Image.open(path) as im:
+        if im.format != "JPEG" or min(im.size) < 4 * decode_size:
+            return None
+        mode = "L" if channels == 1 else "RGB"
+        im.draft(mode, (decode_size, decode_size))
+        return pil_to_tensor(im.convert(mode))
+
+
+BAD_IMAGE_POLICIES = ("error", "skip")
+BAD_IMAGE_HINT = "list them all with `convnetlab-data action=check root=<dataset root>`, or set data.bad_images=skip"
+_SIGNATURES = {b"\xff\xd8\xff": "JPEG", b"\x89PNG\r\n\x1a\n": "PNG", b"BM": "BMP"}
+
+
+def inspect_file(path: str) -> str | None:
+    """Why ``path`` cannot be a training image (zero-byte, unreadable, not an image, truncated), or None.
+
+    Reads only the first and last bytes, so scanning ImageNet takes seconds rather than a full
+    decode; a corrupt body is still caught when the image is decoded.
+    """
+    try:
+        size = os.path.getsize(path)
+        if size == 0:
+            return f"{path}: zero-byte file"
+        with open(path, "rb") as f:
+            head = f.read(16)
+            f.seek(max(0, size - 64))
+            tail = f.read()
+    except OSError as e:
+        return f"{path}: unreadable ({e.strerror or e})"
+    kind = next((name for magic, name in _SIGNATURES.items() if head.startswith(magic)), None)
+    if kind is None and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        kind = "WebP"
+    if kind is None:
+        return f"{path}: not an image (unknown file signature)"
+    no_end_marker = (kind == "JPEG" and b"\xff\xd9" not in tail) or (kind == "PNG" and b"IEND" not in tail)
+    if no_end_marker and not _loads(path):
+        return f"{path}: truncated {kind} (no end marker)"
+    return None
+
+
+def _loads(path: str) -> bool:
+    """Full PIL decode, only for the rare file without an end marker (some cameras append trailing data)."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+        return True
+    except (OSError, SyntaxError, ValueError):
+        return False
+
+
+def find_bad_files(paths: list[str], workers: int = 8) -> list[str]:
+    """``inspect_file`` over many files (threads: the work is waiting on the disk); one message per bad file."""
+    with ThreadPoolExecutor(workers) as pool:
+        return [problem for problem in pool.map(inspect_file, paths, chunksize=256) if problem]
+
+
 class ImageFolderDataset(Dataset):
     """Items are ``(uint8 image (C, H, W), label)``; ``samples`` keeps ``(path, label)`` so exports can name files.
 
+    ``bad_images="error"`` stops at the first file that fails to decode, naming it (no scan, so a
+    large folder starts at once). ``"skip"`` checks every file's header when the dataset is built,
+    drops the bad ones with one log message listing them, and returns ``None`` for a file that only
+    fails at decode time (``collate_present`` drops those from the batch).
+
     With ``in_memory=True`` every image is decoded once up front, which removes per-epoch JPEG
-    decoding for the small embedded datasets; transforms still run per item.
+    decoding for the small embedded datasets; transforms still run per item. ``decode_size``
+    allows reduced-size JPEG decoding (see ``read_image``).
     """
 
     def __init__(
@@ -89,28 +173,73 @@ class ImageFolderDataset(Dataset):
         channels: int = 3,
         transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
         in_memory: bool = False,
+        bad_images: str = "error",
+        decode_size: int | None = None,
     ) -> None:
+        if bad_images not in BAD_IMAGE_POLICIES:
+            raise ValueError(f"bad_images={bad_images} is not one of {', '.join(BAD_IMAGE_POLICIES)}")
         self.classes = classes
         self.channels = channels
         self.transform = transform
+        self.bad_images = bad_images
+        self.decode_size = decode_size
         self.samples = find_samples(split_dir, classes)
-        self._images = [read_image(p, channels) for p, _ in self.samples] if in_memory else None
+        self.skipped: list[str] = []
+        if bad_images == "skip":
+            self.skipped = self._drop(find_bad_files([p for p, _ in self.samples]), split_dir)
+        self._images = None
+        if in_memory:
+            images = {p: self._read(p) for p, _ in self.samples}
+            self.skipped += self._drop([p for p, image in images.items() if image is None], split_dir)
+            self._images = [images[p] for p, _ in self.samples]
+
+    def _drop(self, problems: list[str], split_dir: str | Path) -> list[str]:
+        """Remove the samples named by ``problems`` (``"<path>: why"`` messages or bare paths) and log them once."""
+        if not problems:
+            return []
+        bad = {problem.rsplit(": ", 1)[0] for problem in problems}
+        self.samples = [(p, label) for p, label in self.samples if p not in bad]
+        log.warning("%s: skipping %d bad file(s) (data.bad_images=skip):\n  %s", split_dir, len(problems),
+                    "\n  ".join(problems))
+        return problems
+
+    def _read(self, path: str) -> torch.Tensor | None:
+        try:
+            return read_image(path, self.channels, self.decode_size)
+        except RuntimeError as error:
+            if self.bad_images == "error":
+                raise RuntimeError(f"{error}; {BAD_IMAGE_HINT}") from error
+            log.warning("skipping %s (data.bad_images=skip)", error)
+            return None
 
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | None:
         path, label = self.samples[index]
-        image = self._images[index] if self._images is not None else read_image(path, self.channels)
+        image = self._images[index] if self._images is not None else self._read(path)
+        if image is None:
+            return None
         if self.transform is not None:
             image = self.transform(image)
         return image, label
 
 
+def collate_present(batch: list) -> Any:
+    """``default_collate`` without the ``None`` items a skipping dataset returns for undecodable files."""
+    return default_collate([item for item in batch if item is not None])
+
+
+def count_classes(path: str | Path) -> int:
+    """Classes of a split folder (its class folders) or of a shard folder (its ``index.json``, see ``shards.py``)."""
+    index = Path(path) / SHARD_INDEX
+    return len(json.loads(index.read_text())["classes"]) if index.is_file() else len(list_classes(path))
+
+
 def register_resolvers() -> None:
     """Register ``${num_classes_in:<dir>}`` so configs can size the classifier from disk; safe to call repeatedly."""
     if not OmegaConf.has_resolver("num_classes_in"):
-        OmegaConf.register_new_resolver("num_classes_in", lambda path: len(list_classes(path)))
+        OmegaConf.register_new_resolver("num_classes_in", count_classes)
 
 
 @contextmanager

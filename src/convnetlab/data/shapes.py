@@ -97,11 +97,13 @@ DIFFICULTIES = {
 }
 
 
-def shape_classes(num_classes: int) -> list[str]:
-    """Class names for ``num_classes`` shapes, sorted like the folders an ImageFolder reads."""
-    if not 1 <= num_classes <= len(SHAPE_NAMES):
-        raise ValueError(f"num_classes must be in 1..{len(SHAPE_NAMES)}, got {num_classes}")
-    return sorted(SHAPE_NAMES[:num_classes])
+def shape_classes(num_classes: int, class_offset: int = 0) -> list[str]:
+    """Class names for ``num_classes`` shapes from ``SHAPE_NAMES[class_offset]`` on, sorted like the folders
+    an ImageFolder reads. Offsets give disjoint tasks, e.g. 8 classes at offset 0 and 8 at offset 8."""
+    if not 1 <= num_classes <= len(SHAPE_NAMES) - class_offset or class_offset < 0:
+        raise ValueError(f"num_classes + class_offset must be in 1..{len(SHAPE_NAMES)} ({len(SHAPE_NAMES)} shapes), "
+                         f"got num_classes={num_classes}, class_offset={class_offset}")
+    return sorted(SHAPE_NAMES[class_offset:class_offset + num_classes])
 
 
 def _colour(rng: np.random.Generator) -> tuple[int, int, int]:
@@ -175,13 +177,15 @@ def generate_shapes(
     per_class: dict[str, int],
     difficulty: str = "medium",
     seed: int = 0,
+    class_offset: int = 0,
 ) -> Path:
     """Write ``out_dir/<split>/<shape>/<index>.jpg`` plus ``classes.json`` once; reuse a complete ``out_dir``.
 
     Images are stored at ``size`` (the eval resize size, so Resize + CenterCrop follows the
     ImageNet protocol) as quality-90 JPEGs with full-resolution chroma (4:2:0 would blur colour
     edges at ~36 px). The directory appears atomically, so an interrupted run is never mistaken
-    for a finished dataset.
+    for a finished dataset. An image depends only on (seed, split, shape, index): a shape looks the
+    same in every class selection, and smaller per-class counts are prefixes of larger ones.
     """
     out_dir = Path(out_dir)
     if out_dir.is_dir():
@@ -190,7 +194,7 @@ def generate_shapes(
         raise ValueError(f"difficulty must be one of {sorted(DIFFICULTIES)}, got {difficulty!r}")
     if unknown := set(per_class) - set(_SPLIT_IDS):
         raise ValueError(f"unknown splits {sorted(unknown)}; expected a subset of {list(_SPLIT_IDS)}")
-    classes = shape_classes(num_classes)
+    classes = shape_classes(num_classes, class_offset)
     with atomic_dir(out_dir) as tmp:
         for split, count in per_class.items():
             for name in classes:

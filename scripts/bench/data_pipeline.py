@@ -1,0 +1,119 @@
+"""Data-pipeline throughput: our uint8 pipeline vs the torchvision reference, images/s per worker.
+
+Run: python scripts/bench/data_pipeline.py   (prints a markdown table; ratio > 1 means ours is faster)
+
+Writes ~500x375 JPEGs (ImageNet's typical size) to a temp folder, then loads them through a
+DataLoader with num_workers=0 and one torch thread (what each worker process gets), alternating
+the two pipelines, median of several passes:
+
+- reference: torchvision.datasets.ImageFolder (PIL decode) + RandomResizedCrop + flip + ToTensor +
+  Normalize for training; Resize + CenterCrop + ToTensor + Normalize for evaluation.
+- ours: ImageFolderDataset (torchvision decode, or PIL reduced-size JPEG decode when the crop
+  allows it) + the same crops as uint8 v2 ops; batches stay uint8 and are normalised later on the
+  device, so that work leaves the workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import PIL
+import torch
+import torchvision
+from PIL import Image
+from torch.utils.data import DataLoader
+from torchvision import datasets
+from torchvision import transforms as T
+
+from convnetlab.data.augment import build_preset, decode_size
+from convnetlab.data.datamodule import IMAGENET_MEAN, IMAGENET_STD
+from convnetlab.data.folder import ImageFolderDataset, collate_present, list_classes
+from convnetlab.data.transforms import default_resize_size, eval_transform
+
+
+def write_jpegs(root: Path, count: int, size: tuple[int, int] = (500, 375), classes: int = 4) -> Path:
+    """Photo-like JPEGs (smooth colour fields plus texture) at quality 90, about ImageNet's file size."""
+    rng = np.random.default_rng(0)
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w] / max(w, h)
+    for i in range(count):
+        folder = root / "train" / f"class{i % classes}"
+        folder.mkdir(parents=True, exist_ok=True)
+        a, b, c = rng.uniform(-6, 6, 3), rng.uniform(-6, 6, 3), rng.uniform(0, 6, 3)
+        base = 128 + 90 * np.sin(a * xx[..., None] + b * yy[..., None] + c)
+        pixels = np.clip(base + rng.normal(0, 18, (h, w, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(pixels).save(folder / f"{i:05d}.jpg", quality=90)
+    return root
+
+
+def reference_loader(root: Path, image_size: int, train: bool, batch: int) -> DataLoader:
+    crop = [T.RandomResizedCrop(image_size), T.RandomHorizontalFlip()] if train else \
+        [T.Resize(default_resize_size(image_size)), T.CenterCrop(image_size)]
+    transform = T.Compose([*crop, T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    return DataLoader(datasets.ImageFolder(str(root / "train"), transform), batch_size=batch, shuffle=train)
+
+
+def our_loader(root: Path, image_size: int, train: bool, batch: int, preset: str = "default") -> DataLoader:
+    if train:
+        transform, size = build_preset(preset, image_size), decode_size(preset, image_size)
+    else:
+        transform, size = eval_transform(image_size), default_resize_size(image_size)
+    dataset = ImageFolderDataset(root / "train", list_classes(root / "train"), 3, transform, decode_size=size)
+    return DataLoader(dataset, batch_size=batch, shuffle=train, collate_fn=collate_present)
+
+
+def images_per_second(loader: DataLoader) -> float:
+    start, seen = time.perf_counter(), 0
+    for images, _ in loader:
+        seen += len(images)
+    return seen / (time.perf_counter() - start)
+
+
+def cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo (Linux), else what ``platform`` knows."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        return next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=32)
+    args = parser.parse_args()
+    torch.set_num_threads(1)  # as in a DataLoader worker process
+    torch.manual_seed(0)
+    cases = [("train", 224, True), ("eval", 224, False), ("train", 32, True), ("eval", 32, False)]
+    with tempfile.TemporaryDirectory() as tmp:
+        root = write_jpegs(Path(tmp), args.images)
+        mean_kb = np.mean([p.stat().st_size for p in root.rglob("*.jpg")]) / 1024
+        print(f"command: python scripts/bench/data_pipeline.py --images {args.images} --repeats {args.repeats}")
+        print(f"machine: {cpu_name()} ({os.cpu_count()} cores), {torch.get_num_threads()} torch thread, "
+              f"Python {sys.version.split()[0]}, torch {torch.__version__}, torchvision {torchvision.__version__}, "
+              f"Pillow {PIL.__version__}; {args.images} JPEGs of 500x375 px, {mean_kb:.0f} KB mean\n")
+        print("| pipeline | crop px | reference img/s | ours img/s | ratio |")
+        print("|---|---|---|---|---|")
+        for name, size, train in cases:
+            loaders = {"ref": reference_loader(root, size, train, args.batch),
+                       "ours": our_loader(root, size, train, args.batch)}
+            rates = {key: [] for key in loaders}
+            for _ in range(args.repeats):
+                for key, loader in loaders.items():
+                    rates[key].append(images_per_second(loader))
+            ref, ours = (statistics.median(rates[k]) for k in ("ref", "ours"))
+            print(f"| {name} | {size} | {ref:.0f} | {ours:.0f} | {ours / ref:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
