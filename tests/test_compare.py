@@ -6,6 +6,7 @@ import csv
 import json
 import statistics
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -99,7 +100,8 @@ def test_cli_writes_table_charts_and_a_wandb_run(sweep, tmp_path, data_dir):
     assert (out / "comparison.png").stat().st_size > 10_000 and (out / "comparison_epochs.png").stat().st_size > 10_000
     assert str(out) in proc.stdout
     (wandb_run,) = (out / "wandb").glob("offline-run-*")
-    inspect = subprocess.run(["wandb", "leet", "inspect", "--summary", "--json", str(wandb_run)],
+    wandb_cli = str(Path(sys.executable).parent / "wandb")  # the venv's, which need not be on PATH
+    inspect = subprocess.run([wandb_cli, "leet", "inspect", "--summary", "--json", str(wandb_run)],
                              capture_output=True, text=True, env=clean_env(tmp_path), check=True)
     summary = json.loads(inspect.stdout)["summary"]
     assert {"comparison/table", "comparison/error_vs_gflops", "comparison/error_vs_epoch"} <= summary.keys()

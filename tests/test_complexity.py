@@ -31,8 +31,9 @@ def test_peak_memory_grows_when_a_big_tensor_is_touched():
     # In a fresh process, so an earlier test's peak cannot hide the growth.
     code = (
         "import torch; from convnetlab.analysis.complexity import peak_memory_mb as p; d = torch.device('cpu'); "
-        "a = p(d); big = torch.ones(64 * 2**20); print(a, p(d))"  # 256 MiB of float32, all pages written
+        "a = p(d); big = torch.ones(256 * 2**20); print(a, p(d))"  # 1 GiB of float32, all pages written
     )
     before, after = map(float, subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                               check=True).stdout.split())
-    assert 200 < after - before < 400
+    # The peak before may exceed the resident set at that moment (import-time garbage), hence the margin.
+    assert 700 < after - before < 1300
