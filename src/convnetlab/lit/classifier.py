@@ -117,7 +117,7 @@ class ImageClassifier(pl.LightningModule):
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (or float in [0, 255]) batches -> normalised float, done on the model's device."""
         images = (images.float() - self.mean) / self.std
-        if self.hparams.channels_last:
+        if self.hparams.channels_last and images.ndim == 4:  # multi-crop batches are (N, crops, C, H, W)
             images = images.contiguous(memory_format=torch.channels_last)
         return images
 
