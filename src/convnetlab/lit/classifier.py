@@ -4,6 +4,11 @@ The backbone, optimizer and scheduler arrive as plain config mappings (``_target
 They are stored verbatim as hyperparameters, so a checkpoint is self-describing: it rebuilds its own
 network with ``ImageClassifier.load_from_checkpoint(path)`` and loads with
 ``torch.load(path, weights_only=True)`` (no OmegaConf objects inside).
+
+Pretrained weights (``backbone.weights``) are loaded once, when the run starts; the stored backbone
+config drops them (``backbone_weights`` records where they came from), so restoring a checkpoint never
+needs the original weight file. Inputs are then normalised with the mean/std the weights were trained
+with, not the target data's: features are only reusable on inputs scaled the way they were learned.
 """
 
 from __future__ import annotations
@@ -16,10 +21,12 @@ import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
+from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from convnetlab.lit.param_groups import split_weight_decay
+from convnetlab.lit.param_groups import norm_parameter_names, split_weight_decay
+from convnetlab.models.weights import eval_transform_mismatch, pretrained_normalization, resolve_weights
 
 # torchvision GoogLeNet's built-in auxiliary heads (aux_logits=True) are weighted 0.3, as in the paper.
 TORCHVISION_AUX_WEIGHT = 0.3
@@ -56,9 +63,13 @@ class ImageClassifier(pl.LightningModule):
             ``factory(optimizer, steps_per_epoch=..., max_epochs=...)`` returning a per-step scheduler,
             or ``None`` for a constant learning rate.
         label_smoothing: cross-entropy label smoothing.
-        mean, std: per-channel normalisation in [0, 1] units, applied on the device to uint8 batches.
+        mean, std: per-channel normalisation in [0, 1] units, applied on the device to uint8 batches;
+            empty for inputs that are already features (``data=embeddings``). Replaced by the pretrained
+            weights' own statistics when ``backbone.weights`` names torchvision weights or a checkpoint.
         channels_last: convert the backbone and batches to channels-last memory format.
         exclude_norm_and_bias_from_weight_decay: the usual recipe; norms and biases get no decay.
+        backbone_weights: where the backbone's initial weights came from (set from ``backbone.weights``;
+            a record only, never reloaded).
     """
 
     def __init__(
@@ -72,10 +83,18 @@ class ImageClassifier(pl.LightningModule):
         std: Sequence[float] = IMAGENET_STD,
         channels_last: bool = False,
         exclude_norm_and_bias_from_weight_decay: bool = True,
+        backbone_weights: str | None = None,
     ) -> None:
         super().__init__()
+        backbone = to_plain(backbone)
+        weights = resolve_weights(backbone.pop("weights", None), backbone.pop("pretrained", False))
+        pretrained_stats = pretrained_normalization(backbone.get("arch", ""), weights)
+        if pretrained_stats is not None and [list(mean), list(std)] != list(pretrained_stats):
+            rank_zero_info(f"Normalising inputs with the pretrained weights' mean {pretrained_stats[0]} and "
+                           f"std {pretrained_stats[1]} (the data's are {list(mean)}, {list(std)}).")
+            mean, std = pretrained_stats
         hparams = {
-            "backbone": to_plain(backbone),
+            "backbone": backbone,
             "num_classes": int(num_classes),
             "optimizer": to_plain(optimizer),
             "scheduler": to_plain(scheduler),
@@ -84,9 +103,10 @@ class ImageClassifier(pl.LightningModule):
             "std": [float(s) for s in std],
             "channels_last": bool(channels_last),
             "exclude_norm_and_bias_from_weight_decay": bool(exclude_norm_and_bias_from_weight_decay),
+            "backbone_weights": weights or backbone_weights,
         }
         self.save_hyperparameters(hparams)
-        self.backbone: nn.Module = instantiate(self.hparams.backbone)
+        self.backbone: nn.Module = instantiate({**backbone, **({"weights": weights} if weights else {})})
         width = output_width(self.backbone)
         if width is not None and width != num_classes:
             raise ValueError(
@@ -112,12 +132,20 @@ class ImageClassifier(pl.LightningModule):
         # logged as train/<name>; weight * loss is added to train/loss. Kept out of the constructor so
         # callbacks can add terms without the module knowing about them.
         self.loss_terms: dict[str, tuple[float, Callable[[torch.Tensor], torch.Tensor]]] = {}
+        # Name of the optimizer groups built in configure_optimizers: "" gives decay/no_decay; fine-tuning
+        # callbacks that freeze the backbone set "head" so the logs read lr/head next to lr/layer4.
+        self.param_group_prefix = ""
 
     # ----------------------------------------------------------------- forward path
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 (or float in [0, 255]) batches -> normalised float, done on the model's device."""
+        """uint8 (or float in [0, 255]) batches -> normalised float, done on the model's device.
+
+        Without mean/std (feature vectors, ``data=embeddings``) inputs pass through as floats.
+        """
+        if self.mean.numel() == 0:
+            return images.float()
         images = (images.float() - self.mean) / self.std
-        if self.hparams.channels_last and images.ndim == 4:  # multi-crop batches are (N, crops, C, H, W)
+        if self.hparams.channels_last and images.ndim == 4:
             images = images.contiguous(memory_format=torch.channels_last)
         return images
 
@@ -191,29 +219,35 @@ class ImageClassifier(pl.LightningModule):
             for key in [k for k in state if k.startswith("aux_heads.")]:
                 del state[key]
 
+    def setup(self, stage: str) -> None:
+        """Warn when the data's eval crop/resize differ from those the pretrained weights were measured with."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if stage == "fit" and hasattr(datamodule, "resize_size"):
+            hint = eval_transform_mismatch(self.hparams.backbone.get("arch", ""), self.hparams.backbone_weights,
+                                           datamodule.image_size, datamodule.resize_size)
+            if hint:
+                rank_zero_warn(hint)
+
     # ----------------------------------------------------------------- optimisation
-    def configure_optimizers(self) -> Any:
-        groups = split_weight_decay(
-            self.named_parameters(),
+    def param_groups(self, modules: list[nn.Module] | None = None, prefix: str = "") -> list[dict]:
+        """Weight-decay / no-decay groups of the trainable parameters of ``modules`` (default: all),
+        named ``prefix`` and ``prefix_no_decay`` (``decay``/``no_decay`` without a prefix)."""
+        members = None if modules is None else {id(p) for module in modules for p in module.parameters()}
+        return split_weight_decay(
+            ((name, p) for name, p in self.named_parameters() if members is None or id(p) in members),
             weight_decay=self.hparams.optimizer.get("weight_decay", 0.0),
             exclude_norm_and_bias=self.hparams.exclude_norm_and_bias_from_weight_decay,
-            norm_parameter_names=self._norm_parameter_names(),
+            norm_parameter_names=norm_parameter_names(self),
+            prefix=prefix,
         )
-        optimizer = instantiate(self.hparams.optimizer)(groups)
+
+    def configure_optimizers(self) -> Any:
+        """Optimizer over the trainable parameters; LRs are logged per group as ``lr/<group name>``."""
+        optimizer = instantiate(self.hparams.optimizer)(self.param_groups(prefix=self.param_group_prefix))
         if not self.hparams.scheduler:
             return optimizer
         steps_per_epoch = max(1, self.trainer.estimated_stepping_batches // max(1, self.trainer.max_epochs or 1))
         scheduler = instantiate(self.hparams.scheduler)(
             optimizer, steps_per_epoch=steps_per_epoch, max_epochs=self.trainer.max_epochs
         )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-    def _norm_parameter_names(self) -> set[str]:
-        """Names of parameters owned by normalisation layers (BatchNorm, GroupNorm, LayerNorm, ...)."""
-        norm_types = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
-        return {
-            f"{module_name}.{param_name}" if module_name else param_name
-            for module_name, module in self.named_modules()
-            if isinstance(module, norm_types)
-            for param_name, _ in module.named_parameters(recurse=False)
-        }
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": "lr"}}

@@ -29,6 +29,10 @@ Options for small inputs and CPUs:
 
 Options that a family has no layer for (e.g. ``dropout`` for ResNet) raise instead of being
 silently ignored.
+
+``weights`` (``pretrained=True`` is its old alias for ``DEFAULT``) starts from torchvision weights in
+the local torch cache or from a checkpoint / state-dict file, with a fresh classifier for
+``num_classes``; see :mod:`convnetlab.models.weights`.
 """
 
 from typing import Any
@@ -39,6 +43,7 @@ from torchvision.models.googlenet import BasicConv2d, GoogLeNet, Inception, Ince
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 from torchvision.models.vgg import VGG, cfgs, make_layers
 
+from convnetlab.models import weights as pretrained_weights
 from convnetlab.models.lenet import LeNet5
 
 _VGG_CFGS = {"vgg11": "A", "vgg13": "B", "vgg16": "D", "vgg19": "E"}
@@ -273,6 +278,8 @@ def build_model(
     small_input: bool | str = "auto",
     classifier_hidden: int | str = "auto",
     dropout: float | None = None,
+    weights: str | None = None,
+    pretrained: bool = False,
     **arch_kwargs: Any,
 ) -> nn.Module:
     """Build ``arch`` mapping (N, in_channels, input_size, input_size) to (N, num_classes) logits.
@@ -280,6 +287,13 @@ def build_model(
     See the module docstring for the options; the defaults give torchvision's ImageNet models.
     """
     _check_arch(arch)
+    weights = pretrained_weights.resolve_weights(weights, pretrained)
+    if weights is not None:
+        small_input, arch_kwargs = pretrained_weights.build_kwargs_for_weights(arch, weights, small_input, arch_kwargs)
+        model = build_model(arch, num_classes, in_channels=in_channels, input_size=input_size, width=width,
+                            small_input=small_input, classifier_hidden=classifier_hidden, dropout=dropout, **arch_kwargs)
+        pretrained_weights.load_pretrained(model, arch, weights)
+        return model
     if width <= 0:
         raise ValueError(f"width must be positive, got {width}")
     has_mlp_head = arch == "alexnet" or arch.startswith("vgg")

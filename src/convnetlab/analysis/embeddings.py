@@ -1,0 +1,104 @@
+"""Embeddings: a trained network's pre-classifier features, and how well simple classifiers read them.
+
+The embedding of an image is the input of the classifier head (``fc`` / ``classifier``, see
+``models.classifier_name``): global-pooled conv features for ResNet/GoogLeNet, the flattened pooled
+maps for AlexNet/VGG (the input of their fc6), C5 for LeNet-5. It is captured with a forward pre-hook,
+so it is exactly what the head sees, including every input convention (normalisation,
+GoogLeNet's ``transform_input``).
+
+Two cheap readouts measure how reusable the features are without training the network: a linear probe
+(scikit-learn logistic regression on standardised features) and a cosine k-NN. ``linear_head`` is the
+trainable counterpart for ``convnetlab-train data=embeddings model=linear_head``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from convnetlab.models import classifier_name
+
+
+def head_module(module: nn.Module) -> nn.Module:
+    """The classifier head of an ``ImageClassifier``'s backbone (whose input is the embedding)."""
+    arch = module.hparams.backbone.get("arch", "")
+    try:
+        return module.backbone.get_submodule(classifier_name(arch))
+    except ValueError:
+        raise ValueError(f"embeddings need a model-zoo backbone with a classifier head, not {arch!r}") from None
+
+
+@torch.no_grad()
+def extract_embeddings(
+    module: nn.Module, dataset: Dataset, batch_size: int = 256, device: str | torch.device = "cpu"
+) -> tuple[np.ndarray, np.ndarray]:
+    """(features (N, D) float32, labels (N,) int64) for ``dataset`` in order, with the model in eval mode."""
+    captured: list[torch.Tensor] = []
+    handle = head_module(module).register_forward_pre_hook(
+        lambda _, inputs: captured.append(torch.flatten(inputs[0], 1).float().cpu()))
+    was_training = module.training
+    module.eval().to(device)
+    labels = []
+    try:
+        for images, targets in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+            module(images.to(device))
+            labels.append(torch.as_tensor(targets))
+    finally:
+        handle.remove()
+        module.train(was_training)
+    return torch.cat(captured).numpy(), torch.cat(labels).long().numpy()
+
+
+def save_embeddings(path: str | Path, features: np.ndarray, labels: np.ndarray, paths: Sequence[str],
+                    classes: Sequence[str]) -> Path:
+    """One ``.npz`` per split: features, labels, image paths and class names (no pickles inside)."""
+    np.savez(path, features=features.astype(np.float32), labels=labels.astype(np.int64),
+             paths=np.asarray(paths, dtype=str), classes=np.asarray(classes, dtype=str))
+    return Path(path)
+
+
+def load_embeddings(path: str | Path) -> dict[str, np.ndarray]:
+    """The arrays written by :func:`save_embeddings`."""
+    with np.load(path, allow_pickle=False) as data:
+        return {key: data[key] for key in ("features", "labels", "paths", "classes")}
+
+
+def linear_probe_accuracy(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray) -> float:
+    """Top-1 of an L2-regularised logistic regression fitted on standardised train features."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    probe.fit(train_x, train_y)
+    return float(probe.score(test_x, test_y))
+
+
+def knn_accuracy(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, k: int = 5) -> float:
+    """Top-1 of a cosine-similarity k-NN whose votes are weighted by similarity (ties then rarely happen)."""
+    train = nn.functional.normalize(torch.as_tensor(train_x, dtype=torch.float32), dim=1)
+    test = nn.functional.normalize(torch.as_tensor(test_x, dtype=torch.float32), dim=1)
+    labels = torch.as_tensor(train_y, dtype=torch.long)
+    similarity, index = (test @ train.T).topk(min(k, len(train)), dim=1)
+    votes = torch.zeros(len(test), int(labels.max()) + 1).scatter_add_(1, labels[index], similarity)
+    return float((votes.argmax(dim=1).numpy() == test_y).mean())
+
+
+def linear_head(num_classes: int, in_channels: int, input_size: int = 1, hidden: int = 0, dropout: float = 0.0,
+                arch: str = "linear_head") -> nn.Sequential:
+    """A new classifier on ``in_channels`` x ``input_size`` x ``input_size`` inputs (an embedding is a 1x1
+    "image" with one channel per feature): flatten -> [linear -> ReLU ->] dropout -> linear.
+
+    ``hidden=0`` is a plain linear classifier; ``arch`` only names the model in configs and metrics.
+    """
+    features = in_channels * input_size * input_size
+    layers: list[nn.Module] = [nn.Flatten()]
+    if hidden:
+        layers += [nn.Linear(features, hidden), nn.ReLU(inplace=True)]
+        features = hidden
+    return nn.Sequential(*layers, nn.Dropout(dropout), nn.Linear(features, num_classes))
