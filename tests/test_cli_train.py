@@ -88,7 +88,7 @@ def test_resume_continues_from_the_saved_epoch_and_step(data_dir, tmp_path):
             data_dir=data_dir)
     second = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert second["global_step"] == 2 * first["global_step"]  # one more epoch of steps, not two
-    assert second["loops"]["fit_loop"]["epoch_progress"]["total"]["completed"] == 2
+    assert second["epoch"] == 1  # written at the end of the second epoch
     epochs = [int(r["epoch"]) for r in csv.DictReader((run_dir / "metrics.csv").open()) if r.get("train/loss_epoch")]
     assert epochs == [0, 1]  # the first run's epoch kept, the resumed epoch appended to the same metrics.csv
     assert not (tmp_path / "outputs").exists()  # continued in place, no second run dir
@@ -109,3 +109,15 @@ def test_wandb_runs_offline_and_holds_metrics_and_nested_config(data_dir, tmp_pa
     assert run["summary"]["val/acc1"] == pytest.approx(metrics["val/acc1"])
     assert run["config"]["model"]["arch"] == "lenet5"  # nested, resolved run config
     assert run["config"]["module"]["backbone"]["num_classes"] == 4  # interpolations resolved
+
+
+def test_last_checkpoint_is_the_last_epoch_even_when_val_did_not_improve(data_dir, tmp_path):
+    # lr 0: val/acc1 never improves after epoch 0, so the best checkpoint stays at epoch 0.
+    run_dir = tmp_path / "run"
+    run_cli("train", *TINY_DATA, "model=lenet5", "optimizer.lr=0.0", "trainer.max_epochs=2", "logger=csv",
+            f"hydra.run.dir={run_dir}", cwd=tmp_path, data_dir=data_dir)
+    metrics = read_metrics(run_dir)
+    assert "epoch000" in metrics["ckpt_best"] and metrics["ckpt_last"].endswith("checkpoints/last.ckpt")
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert last["epoch"] == 1 and last["global_step"] == 12  # 2 epochs x 6 batches of 16
+

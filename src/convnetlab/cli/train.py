@@ -113,7 +113,8 @@ def _evaluate_best(cfg, trainer, module, datamodule, callbacks) -> dict:
     """Validate and test the best checkpoint (current weights if none was saved, e.g. fast_dev_run)."""
     checkpoint = _find(callbacks, ModelCheckpoint)
     best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
-    results = {"ckpt_best": best, "ckpt_last": checkpoint.last_model_path if checkpoint else None}
+    last = next((cb.best_model_path for cb in callbacks if isinstance(cb, ModelCheckpoint) and cb.monitor is None), None)
+    results = {"ckpt_best": best, "ckpt_last": last or None}
     if not cfg.get("test", True):
         if checkpoint is not None and checkpoint.best_model_score is not None:
             results[checkpoint.monitor] = float(checkpoint.best_model_score)
