@@ -248,7 +248,7 @@ def test_visualize_writes_every_picture_and_the_summary(tiny_checkpoint, data_di
 
 @pytest.mark.slow
 def test_visualize_explains_a_users_images_and_rejects_bad_input(tiny_checkpoint, data_dir, tmp_path):
-    images = sorted(data_dir.glob("shapes-c4-*-n24-8-8-*/test/*/*.jpg"))[:2]  # the tiny checkpoint's own data (TINY_DATA)
+    images = sorted(data_dir.glob("shapes-c4-s37-n24-8-8-medium-seed0/test/*/*.jpg"))[:2]  # TINY_DATA, as trained
     out = tmp_path / "vis"
     run_cli("visualize", f"ckpt_path={tiny_checkpoint}", f"images=[{images[0]},{images[1]}]", "smoothgrad.samples=2",
             "layers=[features.c1]", f"hydra.run.dir={out}", cwd=tmp_path, data_dir=data_dir)
