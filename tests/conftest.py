@@ -20,6 +20,17 @@ TINY_DATA = [
 TINY_MODEL = ["model=resnet18", "model.width=0.125"]
 
 
+def random_image_loader(n: int = 16, seed: int = 0):
+    """Seeded random uint8 32x32 RGB images with 4 labels, batches of 8: for unit tests of training code."""
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    g = torch.Generator().manual_seed(seed)
+    data = TensorDataset(torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g),
+                         torch.randint(0, 4, (n,), generator=g))
+    return DataLoader(data, batch_size=8)
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """Tiny models run fastest on one thread, and far faster than two when the CPUs are shared."""

@@ -8,8 +8,9 @@ import math
 import pytest
 import pytorch_lightning as pl
 import torch
+
+from conftest import random_image_loader as loader
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, TensorDataset
 
 from convnetlab.callbacks import AuxiliaryClassifiers, GradientFlow
 from convnetlab.lit import ImageClassifier
@@ -23,13 +24,6 @@ HEADS = {"layer2": 0.3, "layer3": 0.5}
 def make_module(backbone=RESNET) -> ImageClassifier:
     torch.manual_seed(0)
     return ImageClassifier(backbone=backbone, num_classes=4, optimizer=SGD, mean=[0.5] * 3, std=[0.25] * 3)
-
-
-def loader(n: int = 16, seed: int = 0) -> DataLoader:
-    g = torch.Generator().manual_seed(seed)
-    data = TensorDataset(torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g),
-                         torch.randint(0, 4, (n,), generator=g))
-    return DataLoader(data, batch_size=8)
 
 
 def trainer(tmp_path, callbacks, **kwargs) -> pl.Trainer:

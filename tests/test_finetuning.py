@@ -8,9 +8,10 @@ import math
 import pytest
 import pytorch_lightning as pl
 import torch
+
+from conftest import random_image_loader as loader
 from pytorch_lightning.callbacks import LearningRateMonitor
 from pytorch_lightning.loggers import CSVLogger
-from torch.utils.data import DataLoader, TensorDataset
 
 from convnetlab.callbacks import FeatureExtraction, FinetuningSchedule
 from convnetlab.lit import ImageClassifier, schedules
@@ -27,13 +28,6 @@ def make_module(scheduler=None) -> ImageClassifier:
     torch.manual_seed(0)
     return ImageClassifier(backbone=RESNET, num_classes=4, optimizer=SGD, scheduler=scheduler,
                            mean=[0.5] * 3, std=[0.25] * 3)
-
-
-def loader(n: int = 16, seed: int = 0) -> DataLoader:
-    g = torch.Generator().manual_seed(seed)
-    data = TensorDataset(torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g),
-                         torch.randint(0, 4, (n,), generator=g))
-    return DataLoader(data, batch_size=8)
 
 
 def trainer(tmp_path, callbacks, **kwargs) -> pl.Trainer:
