@@ -51,17 +51,16 @@ class TrainThroughput(pl.Callback):
             self._window_start = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        if self._window_start is None:
-            return
-        self._window_images += len(batch[0])
-        _sync(trainer)
-        self._last_end = time.perf_counter()
+        if self._window_start is not None:
+            self._window_images += len(batch[0])
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """The window closes here, not per batch: a per-batch device sync would slow the training it measures."""
         if self._window_start is None or self._window_images == 0:
             return
+        _sync(trainer)
         self.images += self._window_images
-        self.seconds += self._last_end - self._window_start
+        self.seconds += time.perf_counter() - self._window_start
         pl_module.log("train/images_per_s", self.images_per_second, on_epoch=True, rank_zero_only=True)
 
     def state_dict(self) -> dict:
