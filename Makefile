@@ -6,13 +6,17 @@ STAMP := $(VENV)/.installed-stamp
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test setup clean
+.PHONY: run test bench setup clean
 
 run: $(STAMP)
 	$(VENV)/bin/convnetlab-train $(ARGS)
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+# All benchmarks of scripts/bench/ one after another (~25 min on 2 cores); tables in bench-results/<date>/.
+bench: $(STAMP)
+	$(VENV)/bin/python scripts/bench/run_all.py
 
 setup: $(STAMP)
 

@@ -1,0 +1,102 @@
+"""Framework overhead: `convnetlab-train` vs a plain PyTorch loop on the same work.
+
+Run: python scripts/bench/overhead.py [--reps 5] [--workloads resnet18_shapes lenet5_digits]
+
+Each repetition runs both, alternating which goes first, in fresh processes: `convnetlab-train` with its
+default callbacks, progress output, CSV + W&B (offline) logging and epoch-end checkpointing, timed by
+`bench_timer.TrainLoopTimer` from the first batch fetch to the end of training; and `plain_loop.py` on the
+same composed config, timed over the same span. Validation is off in both (training throughput is what
+is compared). Prints training images/s of each and the ratio framework / plain (1.00 = no overhead),
+medians over the repetitions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+WORKLOADS = {
+    # compute-bound: the default README run's model and data (ResNet-18 w0.25, shapes 32 px, batch 64)
+    "resnet18_shapes": ["trainer.max_epochs=2"],
+    # overhead-bound: LeNet-5 on digits (batch 128), a step takes a few milliseconds
+    "lenet5_digits": ["model=lenet5", "data=digits", "trainer.max_epochs=20"],
+}
+FRAMEWORK_ONLY = ["trainer.limit_val_batches=0", "trainer.num_sanity_val_steps=0", "test=false", "logger=[csv,wandb]"]
+
+
+def bench_env() -> dict[str, str]:
+    """No W&B credentials (offline runs), quiet warnings, and bench_timer importable by the runs."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env.update(WANDB_MODE="offline", WANDB_SILENT="true", PYTHONWARNINGS="ignore",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(HERE), env.get("PYTHONPATH")])))
+    return env
+
+
+def run_framework(overrides: list[str], work: Path, tag: str) -> dict:
+    out, run_dir = work / f"{tag}.json", work / tag
+    cmd = [sys.executable, "-m", "convnetlab.cli.train", *overrides, *FRAMEWORK_ONLY,
+           "+callbacks.bench_timer._target_=bench_timer.TrainLoopTimer", f"+callbacks.bench_timer.out={out}",
+           f"hydra.run.dir={run_dir}"]
+    subprocess.run(cmd, check=True, env=bench_env(), capture_output=True, text=True, cwd=work)
+    return json.loads(out.read_text())
+
+
+def run_plain(overrides: list[str], work: Path, tag: str) -> dict:
+    out = work / f"{tag}.json"
+    cmd = [sys.executable, str(HERE / "plain_loop.py"), str(out), str(work / tag), *overrides]
+    subprocess.run(cmd, check=True, env=bench_env(), capture_output=True, text=True, cwd=work)
+    return json.loads(out.read_text())
+
+
+def images_per_second(result: dict) -> float:
+    return result["images"] / result["seconds"]
+
+
+def measure(name: str, overrides: list[str], reps: int, work: Path) -> dict:
+    runners = {"framework": run_framework, "plain": run_plain}
+    speeds: dict[str, list[float]] = {"framework": [], "plain": []}
+    ratios = []
+    for rep in range(reps + 1):  # repetition 0 warms caches (dataset generation, file system) and is dropped
+        order = ["framework", "plain"] if rep % 2 else ["plain", "framework"]
+        results = {kind: runners[kind](overrides, work, f"{name}-{kind}-{rep}") for kind in order}
+        if results["framework"]["images"] != results["plain"]["images"]:
+            raise RuntimeError(f"{name}: framework trained {results['framework']['images']} images, plain "
+                               f"{results['plain']['images']}; the workloads differ")
+        if rep == 0:
+            continue
+        for kind in speeds:
+            speeds[kind].append(images_per_second(results[kind]))
+        ratios.append(speeds["framework"][-1] / speeds["plain"][-1])
+    return {"workload": name, "images": results["plain"]["images"], "steps": results["plain"]["steps"],
+            "framework_img_s": statistics.median(speeds["framework"]), "plain_img_s": statistics.median(speeds["plain"]),
+            "ratio": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios), "reps": reps}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="convnetlab-overhead-") as tmp:
+        work = Path(tmp)
+        data = [f"paths.data_dir={work / 'data'}"]
+        rows = [measure(name, WORKLOADS[name] + data, args.reps, work) for name in args.workloads]
+    print(f"{'workload':<18} {'steps':>6} {'framework img/s':>16} {'plain img/s':>12} {'ratio':>6} {'range':>12}")
+    for r in rows:
+        print(f"{r['workload']:<18} {r['steps']:>6} {r['framework_img_s']:>16.0f} {r['plain_img_s']:>12.0f} "
+              f"{r['ratio']:>6.3f} {r['ratio_min']:.3f}-{r['ratio_max']:.3f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
