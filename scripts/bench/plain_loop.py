@@ -40,7 +40,8 @@ def main(out: str, ckpt_dir: str, overrides: list[str]) -> None:
     model = instantiate(cfg.model).to(memory_format=torch.channels_last)
     optimizer = instantiate(cfg.optimizer)(model.parameters())
     epochs = cfg.trainer.max_epochs
-    steps_per_epoch = len(loader) if cfg.trainer.limit_train_batches is None else int(cfg.trainer.limit_train_batches)
+    limit = cfg.trainer.limit_train_batches  # as Lightning reads it: a batch count (int) or a fraction (float)
+    steps_per_epoch = len(loader) if limit is None else limit if isinstance(limit, int) else int(len(loader) * limit)
     scheduler = instantiate(cfg.scheduler)(optimizer, steps_per_epoch=steps_per_epoch, max_epochs=epochs)
     mean = torch.tensor(datamodule.mean).view(1, -1, 1, 1) * 255
     std = torch.tensor(datamodule.std).view(1, -1, 1, 1) * 255

@@ -1,0 +1,34 @@
+"""The benchmarks compare like with like: framework and plain loop train the same images and steps."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+sys.path.insert(0, str(REPO / "scripts" / "bench"))
+import overhead  # noqa: E402
+import time_to_accuracy  # noqa: E402
+
+
+@pytest.mark.slow
+def test_framework_and_plain_loop_train_the_same_images(tmp_path, data_dir):
+    workload = ["model=lenet5", "data=digits", "trainer.max_epochs=2", "trainer.limit_train_batches=3",
+                "data.batch_size=32", f"paths.data_dir={data_dir}"]
+    framework = overhead.run_framework(workload, tmp_path, "framework")
+    plain = overhead.run_plain(workload, tmp_path, "plain")
+    assert framework["steps"] == plain["steps"] == 6
+    assert framework["images"] == plain["images"] == 6 * 32
+    assert framework["seconds"] > 0 and plain["seconds"] > 0
+    assert (tmp_path / "plain" / "last.pt").is_file()  # the baseline checkpoints too
+    assert (tmp_path / "framework" / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_time_to_accuracy_is_the_first_validation_at_the_target():
+    points = [{"epoch": 1, "seconds": 10.0, "val/acc1": 0.5}, {"epoch": 2, "seconds": 20.0, "val/acc1": 0.91},
+              {"epoch": 3, "seconds": 30.0, "val/acc1": 0.89}, {"epoch": 4, "seconds": 40.0, "val/acc1": 0.95}]
+    assert time_to_accuracy.first_at(points, 0.9)["seconds"] == 20.0
+    assert time_to_accuracy.first_at(points, 0.99) is None
