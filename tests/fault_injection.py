@@ -1,0 +1,48 @@
+"""Test-only callbacks injected with `+callbacks.<name>._target_=fault_injection.<Class>`: deterministic
+faults at a chosen optimizer step, and a log of the batches a run trained on."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+
+
+class SignalAtStep(pl.Callback):
+    """Sends ``signal`` to this process when ``global_step`` reaches ``step`` (once: a marker file)."""
+
+    def __init__(self, step: int, signal: str, marker: str) -> None:
+        self.step, self.signal, self.marker = step, signal, Path(marker)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        if trainer.global_step == self.step and not self.marker.exists():
+            self.marker.touch()
+            os.kill(os.getpid(), getattr(signal, self.signal))
+
+
+class PoisonAtStep(pl.Callback):
+    """Makes the loss NaN from ``step`` on by filling the first parameter with NaN."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        if trainer.global_step == self.step:
+            with torch.no_grad():
+                next(pl_module.parameters()).fill_(float("nan"))
+
+
+class RecordBatches(pl.Callback):
+    """Appends ``<global step> <epoch> <batch idx> <sum of pixels> <labels>`` per training batch to ``path``."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        images, labels = batch
+        with self.path.open("a") as f:
+            f.write(f"{trainer.global_step} {trainer.current_epoch} {batch_idx} {int(images.sum())} "
+                    f"{','.join(map(str, labels.tolist()))}\n")

@@ -1,0 +1,139 @@
+"""Fault tolerance end to end: kill -9 after an epoch-end checkpoint then resume matches an uninterrupted
+run exactly, mid-epoch checkpoints bound the lost work, SIGTERM checkpoints and exits cleanly, a non-finite
+loss stops naming the step, and a crash while writing never corrupts last.ckpt."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import REPO, clean_env, read_metrics
+
+pytestmark = pytest.mark.slow
+
+# LeNet-5 on digits, 20 steps per epoch, 2 epochs, deterministic, in-process data loading.
+RUN = ["model=lenet5", "data=digits", "data.batch_size=64", "data.num_workers=0", "trainer.max_epochs=2",
+       "trainer.deterministic=true", "logger=csv", "callbacks.step_checkpoint.every_n_train_steps=5"]
+STEPS_PER_EPOCH = 20
+COMPARED = ("val/acc1", "val/loss", "test/acc1", "test/loss")
+
+
+def train(run_dir: Path, *overrides: str, data_dir: Path) -> subprocess.CompletedProcess:
+    env = clean_env(run_dir.parent)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "tests"), env.get("PYTHONPATH", "")])
+    args = [sys.executable, "-m", "convnetlab.cli.train", *overrides, f"paths.data_dir={data_dir}"]
+    if not any(o.startswith("ckpt_path=") for o in overrides):
+        args.append(f"hydra.run.dir={run_dir}")
+    return subprocess.run(args, cwd=run_dir.parent, env=env, capture_output=True, text=True, timeout=600)
+
+
+def recorded(run_dir: Path, *extra: str, data_dir: Path) -> subprocess.CompletedProcess:
+    return train(run_dir, *RUN, f"+callbacks.record._target_=fault_injection.RecordBatches",
+                 f"+callbacks.record.path={run_dir.parent / (run_dir.name + '-batches.txt')}", *extra, data_dir=data_dir)
+
+
+def batches(run_dir: Path) -> list[str]:
+    return (run_dir.parent / (run_dir.name + "-batches.txt")).read_text().splitlines()
+
+
+def weights(ckpt: Path) -> dict[str, torch.Tensor]:
+    return torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+
+
+def assert_same_result(run: Path, reference: Path) -> None:
+    ours, theirs = weights(run / "checkpoints" / "last.ckpt"), weights(reference / "checkpoints" / "last.ckpt")
+    assert ours.keys() == theirs.keys()
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours), "resumed weights differ from the uninterrupted run"
+    ours, theirs = read_metrics(run), read_metrics(reference)
+    assert {k: ours[k] for k in COMPARED} == {k: theirs[k] for k in COMPARED}
+
+
+def resume(run: Path, data_dir: Path) -> subprocess.CompletedProcess:
+    proc = train(run, f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", data_dir=data_dir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, data_dir):
+    run = tmp_path_factory.mktemp("ft") / "reference"
+    proc = recorded(run, data_dir=data_dir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run
+
+
+def kill_at(run: Path, step: int, sig: str, *extra: str, data_dir: Path) -> subprocess.CompletedProcess:
+    return recorded(run, "+callbacks.fault._target_=fault_injection.SignalAtStep", f"+callbacks.fault.step={step}",
+                    f"+callbacks.fault.signal={sig}", f"+callbacks.fault.marker={run.parent / (run.name + '.killed')}",
+                    *extra, data_dir=data_dir)
+
+
+def test_kill9_after_an_epoch_end_checkpoint_then_resume_equals_the_uninterrupted_run(uninterrupted, data_dir):
+    run = uninterrupted.parent / "epoch_kill"
+    proc = kill_at(run, STEPS_PER_EPOCH + 3, "SIGKILL", "callbacks.step_checkpoint=null", data_dir=data_dir)
+    assert proc.returncode == -9
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == STEPS_PER_EPOCH
+    resume(run, data_dir)
+    assert_same_result(run, uninterrupted)
+
+
+def test_kill9_mid_epoch_loses_at_most_n_steps(uninterrupted, data_dir):
+    run = uninterrupted.parent / "mid_kill"
+    proc = kill_at(run, 28, "SIGKILL", data_dir=data_dir)
+    assert proc.returncode == -9
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 25  # every 5 steps
+
+
+def test_sigterm_checkpoints_between_steps_exits_cleanly_and_resume_finishes_the_run(uninterrupted, data_dir):
+    run = uninterrupted.parent / "sigterm"
+    proc = kill_at(run, 13, "SIGTERM", data_dir=data_dir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "SIGTERM at global step 14" in proc.stdout + proc.stderr
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 14
+    assert not (run / "metrics.json").exists()  # stopped, not finished
+    resume(run, data_dir)
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2 * STEPS_PER_EPOCH
+    assert read_metrics(run)["val/acc1"] > 0.5
+
+
+def test_a_non_finite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path, data_dir):
+    run = tmp_path / "nan"
+    proc = train(run, *RUN, "+callbacks.poison._target_=fault_injection.PoisonAtStep", "+callbacks.poison.step=12",
+                 data_dir=data_dir)
+    assert proc.returncode != 0
+    assert "not finite at global step 12 (epoch 0, batch 12)" in proc.stderr
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["global_step"] == 10
+    assert all(torch.isfinite(t).all() for t in last["state_dict"].values())
+    assert not (run / "metrics.json").exists()
+
+
+CRASH_MID_WRITE = """
+import os, signal, sys, torch
+from fsspec.implementations.local import LocalFileOpener
+from lightning_fabric.utilities.cloud_io import _atomic_save
+path = sys.argv[1]
+_atomic_save({"version": 1, "w": torch.zeros(10)}, path)
+real_write = LocalFileOpener.write
+def write_half_then_die(self, data):
+    real_write(self, bytes(data)[: len(data) // 2])
+    self.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+LocalFileOpener.write = write_half_then_die
+_atomic_save({"version": 2, "w": torch.ones(1_000_000)}, path)
+"""
+
+
+def test_a_kill_while_writing_leaves_the_previous_last_ckpt_readable(tmp_path):
+    """Lightning writes checkpoints through an fsspec transaction: a temporary file renamed on success."""
+    path = tmp_path / "last.ckpt"
+    proc = subprocess.run([sys.executable, "-c", CRASH_MID_WRITE, str(path)], capture_output=True, text=True)
+    assert proc.returncode == -9, proc.stderr
+    assert torch.load(path, weights_only=True)["version"] == 1
+    assert len(list(tmp_path.iterdir())) >= 1  # the half-written temporary file may remain beside it
