@@ -13,15 +13,18 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, IterableDataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
 from convnetlab.data import augment as presets
 from convnetlab.data.digits import write_digits
 from convnetlab.data.folder import ImageFolderDataset, check_classes, collate_present, list_classes
 from convnetlab.data.pca_lighting import IMAGENET_EIGVAL, IMAGENET_EIGVEC, cached_pixel_pca
+from convnetlab.data.resumable import EpochPermutationSampler, KeyedAugmentation
 from convnetlab.data.shapes import generate_shapes, shape_classes
 from convnetlab.data.transforms import default_resize_size, eval_transform
+from convnetlab.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +43,7 @@ def _stats(values: Sequence[float] | None, rgb_default: Sequence[float], channel
         values = rgb_default if channels == 3 else [sum(rgb_default) / 3] * channels
     values = tuple(float(v) for v in values)
     if len(values) != channels:
-        raise ValueError(f"expected {channels} mean/std values (one per channel), got {values}")
+        raise InputError(f"expected {channels} mean/std values (one per channel), got {values}")
     return values
 
 
@@ -80,7 +83,7 @@ class ImageFolderDataModule(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         if channels not in (1, 3):
-            raise ValueError(f"channels must be 1 or 3, got {channels}")
+            raise InputError(f"channels must be 1 or 3, got {channels}")
         self.root = Path(root)
         self.name = name
         self.image_size = image_size
@@ -104,6 +107,11 @@ class ImageFolderDataModule(pl.LightningDataModule):
         self.eval_transform = eval_transform(image_size, self.resize_size)
         self.eval_decode_size = self.resize_size  # shorter side eval_transform needs (multi-scale eval raises it)
         self._expected_num_classes = num_classes
+        # Shuffling and augmentation seed: the run's seed (pl.seed_everything runs before the datamodule is built).
+        self._shuffle_seed = torch.initial_seed()
+        self.train_sampler: EpochPermutationSampler | None = None
+        self._train_batch_size = batch_size
+        self._resume_position: tuple[int, int] | None = None
         self._classes: list[str] | None = None
         self.train_dataset: ImageFolderDataset | None = None
         self.val_dataset: ImageFolderDataset | None = None
@@ -124,7 +132,7 @@ class ImageFolderDataModule(pl.LightningDataModule):
         self._check_split("train")
         expected = self._expected_num_classes
         if expected is not None and expected != self.num_classes:
-            raise ValueError(f"num_classes={expected} but {self.root / 'train'} has {self.num_classes} class folders")
+            raise InputError(f"num_classes={expected} but {self.root / 'train'} has {self.num_classes} class folders")
         if stage in (None, "fit") and self.train_dataset is None:
             name = self.augment["name"]
             self.train_dataset = self._dataset("train", None, presets.decode_size(name, self.image_size, self.scale,
@@ -172,13 +180,16 @@ class ImageFolderDataModule(pl.LightningDataModule):
                                   self.bad_images, decode_size)
 
     def _loader(
-        self, dataset: ImageFolderDataset | None, batch_size: int, shuffle: bool, drop_last: bool = False,
-        collate_fn: Callable | None = None,
+        self, dataset: Dataset | None, batch_size: int, shuffle: bool, drop_last: bool = False,
+        collate_fn: Callable | None = None, sampler: Sampler | None = None,
     ) -> DataLoader:
         if dataset is None:
             raise RuntimeError(f"{type(self).__name__}.setup() has not built this split yet")
         return DataLoader(
             dataset,
+            sampler=sampler,
+            # worker seeds from a generator of our own, not from the global RNG, whose position differs on resume
+            generator=torch.Generator().manual_seed(self._shuffle_seed),
             batch_size=batch_size,
             shuffle=shuffle,
             drop_last=drop_last,
@@ -191,7 +202,9 @@ class ImageFolderDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         """Few-label train sets may be smaller than a batch: then each step sees the whole set. A lone
         last image is dropped, since BatchNorm cannot train on a batch of one."""
-        size = len(self.train_dataset) if self.train_dataset is not None else self.batch_size
+        if self.train_dataset is None:
+            raise RuntimeError(f"{type(self).__name__}.setup() has not built the train split yet")
+        size = len(self.train_dataset)
         batch_size = min(self.batch_size, size)
         if batch_size < self.batch_size:
             log.info("%s: %d training images, fewer than batch_size=%d; one batch per epoch", self.name, size,
@@ -199,8 +212,32 @@ class ImageFolderDataModule(pl.LightningDataModule):
         mix = None
         if self.augment["mixup_alpha"] > 0 or self.augment["cutmix_alpha"] > 0:
             mix = presets.MixUpCutMix(self.num_classes, self.augment["mixup_alpha"], self.augment["cutmix_alpha"])
-        return self._loader(self.train_dataset, batch_size, shuffle=True, drop_last=size % batch_size == 1,
-                            collate_fn=mix)
+        drop_last = size % batch_size == 1
+        if isinstance(self.train_dataset, IterableDataset):  # shards: the dataset orders itself
+            return self._loader(self.train_dataset, batch_size, shuffle=True, drop_last=drop_last, collate_fn=mix)
+        self._train_batch_size = batch_size
+        self.train_sampler = EpochPermutationSampler(len(self.train_dataset), self._shuffle_seed)
+        if self._resume_position is not None:
+            self.resume_train_at(*self._resume_position)
+        return self._loader(KeyedAugmentation(self.train_dataset, self._shuffle_seed), batch_size, shuffle=False,
+                            drop_last=drop_last, collate_fn=mix, sampler=self.train_sampler)
+
+    # Resumable training data (see resumable.py): every checkpoint records how far into which epoch the
+    # run had trained; a resume starts the sampler there.
+    def state_dict(self) -> dict[str, int]:
+        trainer = self.trainer
+        if trainer is None:
+            return {}
+        return {"epoch": trainer.current_epoch, "batches": trainer.fit_loop.epoch_loop.batch_progress.current.processed}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        if state_dict:
+            self._resume_position = (state_dict["epoch"], state_dict["batches"])
+
+    def resume_train_at(self, epoch: int, batches: int) -> None:
+        self._resume_position = (epoch, batches)
+        if self.train_sampler is not None:
+            self.train_sampler.resume_at(epoch, batches * self._train_batch_size)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_dataset, self.eval_batch_size, shuffle=False)
