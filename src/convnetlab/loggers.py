@@ -16,6 +16,7 @@ from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
 from pytorch_lightning.utilities import rank_zero_info
 
 from convnetlab.csv_logger import AppendingCSVLogger
+from convnetlab.errors import InputError
 
 WANDB_ID_FILE = "wandb_run_id.txt"
 
@@ -41,6 +42,26 @@ def _wandb_run_id(run_dir: Path) -> str:
     return run_id
 
 
+def wandb_offline(cfg: Mapping[str, Any], run_dir: Path, is_rank_zero: bool = True) -> bool | None:
+    """Whether W&B logs offline (None: disabled). ``mode: auto`` (the default) is online with credentials
+    and offline without; an explicit online request (``logger.wandb.mode=online`` or ``WANDB_MODE=online``)
+    without credentials is an error rather than a run that silently logs nowhere you look."""
+    env_mode = os.environ.get("WANDB_MODE")
+    mode = cfg.get("mode", "auto")
+    if env_mode == "disabled" or mode == "disabled":
+        return None
+    if cfg.get("offline") or mode == "offline" or env_mode in ("offline", "dryrun"):
+        return True
+    if wandb_credentials_available():
+        return False
+    if mode == "online" or env_mode == "online":
+        raise InputError("W&B online logging was requested (logger.wandb.mode=online or WANDB_MODE=online) but no "
+                         "credentials were found; run `wandb login` or set WANDB_API_KEY, or use logger.wandb.mode=offline.")
+    if is_rank_zero:
+        rank_zero_info(f"W&B: no credentials found, logging offline; upload later with `wandb sync {run_dir}/wandb/offline-run-*`")
+    return True
+
+
 def build_loggers(
     logger_cfgs: Mapping[str, Any] | None, run_dir: Path, run_config: dict, is_rank_zero: bool = True
 ) -> list[Logger]:
@@ -53,17 +74,11 @@ def build_loggers(
         if not cfg:
             continue
         if "WandbLogger" in str(cfg.get("_target_", "")):
-            if os.environ.get("WANDB_MODE") == "disabled":
+            offline = wandb_offline(cfg, run_dir, is_rank_zero)
+            if offline is None:
                 continue
-            offline = bool(cfg.get("offline")) or os.environ.get("WANDB_MODE") == "offline"
-            if not offline and not wandb_credentials_available():
-                offline = True
-                if is_rank_zero:
-                    rank_zero_info(
-                        f"W&B: no credentials found, logging offline; upload later with `wandb sync {run_dir}/wandb/offline-run-*`"
-                    )
             run_id = _wandb_run_id(run_dir) if is_rank_zero else None
-            kwargs = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k != "_target_"}
+            kwargs = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k not in ("_target_", "mode")}
             kwargs.update(offline=offline, id=run_id, resume="allow", config=run_config)  # `config` clashes with instantiate
             loggers.append(get_class(cfg["_target_"])(**kwargs))
         else:

@@ -9,7 +9,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import DictConfig, OmegaConf
+
+from convnetlab.errors import InputError
 
 METRICS_FILE = "metrics.json"
 RESOLVED_CONFIG = "config_resolved.yaml"  # the run's config with every interpolation resolved
@@ -47,8 +50,26 @@ def run_data_config(data: DictConfig | None, ckpt_path: str | Path, run_dir: Pat
     if data is not None:
         return data
     if run_dir is None:
-        raise ValueError(
+        raise InputError(
             f"{ckpt_path} is not inside a convnetlab run dir, so its data is unknown; pass data=... (and data.root=...)."
         )
     resolved = run_dir / RESOLVED_CONFIG
     return OmegaConf.load(resolved if resolved.exists() else run_dir / ".hydra" / "config.yaml").data
+
+
+def check_resume_checkpoint(ckpt_path: str | Path, module: torch.nn.Module) -> None:
+    """Raise InputError if ``ckpt_path`` holds another backbone than ``module`` (names or shapes differ),
+    naming both architectures, instead of Lightning's page of missing and unexpected keys."""
+    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    # The backbone only: callbacks add their own modules (auxiliary heads) after this check runs.
+    saved = {k: v for k, v in checkpoint.get("state_dict", {}).items() if k.startswith("backbone.")}
+    ours = {k: v for k, v in module.state_dict().items() if k.startswith("backbone.")}
+    if saved.keys() == ours.keys() and all(saved[k].shape == ours[k].shape for k in ours):
+        return
+    theirs = checkpoint.get("hyper_parameters", {}).get("backbone", {})
+    mine = getattr(module, "hparams", {}).get("backbone", {})
+    raise InputError(
+        f"{ckpt_path} holds a {theirs.get('arch', 'different')} (width {theirs.get('width', '?')}) but this run builds a "
+        f"{mine.get('arch', '?')} (width {mine.get('width', '?')}); resume without changing model.*, or start a new run "
+        f"with model.weights={ckpt_path} to initialise from it."
+    )

@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 
 from convnetlab.lit import ImageClassifier
 from convnetlab.runs import run_data_config, run_dir_of_checkpoint
+from convnetlab.errors import InputError, MissingFileError
 
 
 def load_checkpoint(
@@ -18,12 +19,12 @@ def load_checkpoint(
     """(module on CPU, datamodule, data config): ``data`` if given, else the checkpoint's run data."""
     ckpt_path = Path(ckpt_path)
     if not ckpt_path.is_file():
-        raise FileNotFoundError(f"ckpt_path={ckpt_path} does not exist; pass the path of a .ckpt file.")
+        raise MissingFileError(f"ckpt_path={ckpt_path} does not exist; pass the path of a .ckpt file.")
     data_cfg = run_data_config(data, ckpt_path, run_dir_of_checkpoint(ckpt_path))
     datamodule = instantiate(data_cfg)
     module = ImageClassifier.load_from_checkpoint(ckpt_path, map_location="cpu", weights_only=True)
     if module.hparams.num_classes != datamodule.num_classes:
-        raise ValueError(
+        raise InputError(
             f"{ckpt_path} predicts {module.hparams.num_classes} classes but data '{data_cfg.name}' has "
             f"{datamodule.num_classes}; use data with the same classes."
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import hydra
@@ -13,6 +14,7 @@ from convnetlab.analysis.comparison import COLUMNS, Row, compare, to_markdown, w
 from convnetlab.analysis.comparison_plots import plot_error_vs_epoch, plot_error_vs_gflops
 from convnetlab.analysis.published import published_errors
 from convnetlab.cli.hydra_app import config_dir, register_resolvers
+from convnetlab.cli.input_checks import check_command_line, exits_on_user_error
 from convnetlab.loggers import wandb_credentials_available
 
 
@@ -72,12 +74,14 @@ def run_compare(cfg: DictConfig, output_dir: Path) -> dict[str, Path]:
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="compare")
+@exits_on_user_error
 def hydra_main(cfg: DictConfig) -> None:
     run_compare(cfg, Path(HydraConfig.get().runtime.output_dir))
 
 
 def main() -> None:
     register_resolvers()
+    check_command_line("compare", sys.argv[1:])
     hydra_main()
 
 

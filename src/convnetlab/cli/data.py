@@ -16,9 +16,11 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from convnetlab.cli.hydra_app import config_dir, register_resolvers
+from convnetlab.cli.input_checks import check_command_line, exits_on_user_error
 from convnetlab.data.folder import IMAGE_EXTENSIONS, inspect_file, read_image
 from convnetlab.data.imagenet_prep import prepare_val
 from convnetlab.data.shards import write_shards
+from convnetlab.errors import MissingFileError
 
 ACTIONS = ("generate", "check", "prepare_imagenet_val", "shard")
 
@@ -42,7 +44,7 @@ def bad_images(root: Path, channels: int = 3) -> tuple[int, list[str]]:
     zero-byte, unreadable, truncated or undecodable images.
     """
     if not root.is_dir():
-        raise FileNotFoundError(f"{root} does not exist; pass the dataset root (with train/<class>/...)")
+        raise MissingFileError(f"{root} does not exist; pass the dataset root (with train/<class>/...)")
     checked, problems = 0, []
     for class_dir in _class_dirs(root):
         files = sorted(os.path.join(d, f) for d, _, names in os.walk(class_dir, followlinks=True) for f in names)
@@ -72,6 +74,7 @@ def check(root: Path, channels: int) -> int:
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="data")
+@exits_on_user_error
 def hydra_main(cfg: DictConfig) -> None:
     if cfg.action not in ACTIONS:
         sys.exit(f"error: action={cfg.action} is not one of {', '.join(ACTIONS)}")
@@ -100,6 +103,7 @@ def hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     register_resolvers()
+    check_command_line("data", sys.argv[1:])
     hydra_main()
 
 

@@ -19,22 +19,24 @@ from omegaconf import DictConfig
 
 from convnetlab.analysis.embeddings import extract_embeddings, knn_accuracy, linear_probe_accuracy, save_embeddings
 from convnetlab.cli.hydra_app import config_dir, register_resolvers
+from convnetlab.cli.input_checks import check_command_line, exits_on_user_error
 from convnetlab.lit import ImageClassifier
 from convnetlab.runs import run_data_config, run_dir_of_checkpoint, update_metrics
+from convnetlab.errors import InputError, MissingFileError
 
 
 def embed(cfg: DictConfig, output_dir: Path) -> dict:
     """Write ``embeddings_<split>.npz`` for train/val/test into ``output_dir`` and return the probe metrics."""
     ckpt_path = Path(cfg.ckpt_path)
     if not ckpt_path.is_file():
-        raise FileNotFoundError(f"ckpt_path={ckpt_path} does not exist; pass the path of a .ckpt file.")
+        raise MissingFileError(f"ckpt_path={ckpt_path} does not exist; pass the path of a .ckpt file.")
     pl.seed_everything(cfg.seed, workers=True)
     data_cfg = run_data_config(cfg.get("data"), ckpt_path, run_dir_of_checkpoint(ckpt_path))
     datamodule = instantiate(data_cfg)
     module = ImageClassifier.load_from_checkpoint(ckpt_path, map_location="cpu", weights_only=True)
     channels = module.mean.shape[1]
     if channels != datamodule.channels:
-        raise ValueError(f"{ckpt_path} takes {channels}-channel images but data '{data_cfg.name}' has "
+        raise InputError(f"{ckpt_path} takes {channels}-channel images but data '{data_cfg.name}' has "
                          f"{datamodule.channels}; set data.channels={channels}")
     datamodule.setup()
     datamodule.train_dataset.transform = datamodule.eval_transform
@@ -68,17 +70,16 @@ def print_summary(metrics: dict, output_dir: Path) -> None:
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="embed")
+@exits_on_user_error
 def hydra_main(cfg: DictConfig) -> None:
     output_dir = Path(HydraConfig.get().runtime.output_dir)
-    try:
-        metrics = embed(cfg, output_dir)
-    except (ValueError, FileNotFoundError) as error:
-        sys.exit(f"error: {error}")
+    metrics = embed(cfg, output_dir)
     print_summary(metrics, output_dir)
 
 
 def main() -> None:
     register_resolvers()
+    check_command_line("embed", sys.argv[1:])
     hydra_main()
 
 

@@ -7,6 +7,7 @@ softmax averaged over crops and reports ``<split>/acc1_<protocol>`` etc. beside 
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import hydra
@@ -17,21 +18,23 @@ from omegaconf import DictConfig
 
 from convnetlab.cli.checkpoint import load_checkpoint
 from convnetlab.cli.hydra_app import config_dir, register_resolvers
+from convnetlab.cli.input_checks import check_command_line, exits_on_user_error
 from convnetlab.cli.report import print_result_table
 from convnetlab.callbacks import progress_bar
 from convnetlab.data.multicrop import PROTOCOLS, metric_suffix, use_protocol
 from convnetlab.runs import run_dir_of_checkpoint, update_metrics
+from convnetlab.errors import InputError
 
 
 def evaluate(cfg: DictConfig, output_dir: Path) -> dict:
     """Test (or validate) ``cfg.ckpt_path`` and record the metrics in both run dirs."""
     ckpt_path = Path(cfg.ckpt_path)
     if cfg.split not in ("test", "val"):
-        raise ValueError(f"split={cfg.split} is not one of test, val.")
+        raise InputError(f"split={cfg.split} is not one of test, val.")
     pl.seed_everything(cfg.seed, workers=True)
     protocol = cfg.get("protocol", "center")
     if protocol not in PROTOCOLS:
-        raise ValueError(f"protocol={protocol} is not one of {', '.join(PROTOCOLS)}.")
+        raise InputError(f"protocol={protocol} is not one of {', '.join(PROTOCOLS)}.")
     module, datamodule, data_cfg = load_checkpoint(ckpt_path, cfg.get("data"))
     use_protocol(module, datamodule, protocol)
     run_dir = run_dir_of_checkpoint(ckpt_path)
@@ -52,12 +55,14 @@ def evaluate(cfg: DictConfig, output_dir: Path) -> dict:
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="eval")
+@exits_on_user_error
 def hydra_main(cfg: DictConfig) -> None:
     evaluate(cfg, Path(HydraConfig.get().runtime.output_dir))
 
 
 def main() -> None:
     register_resolvers()
+    check_command_line("eval", sys.argv[1:])
     hydra_main()
 
 

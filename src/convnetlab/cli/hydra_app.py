@@ -11,6 +11,7 @@ from hydra.types import RunMode
 from omegaconf import open_dict, read_write
 
 import convnetlab
+from convnetlab.errors import MissingFileError
 
 
 def config_dir() -> str:
@@ -52,7 +53,7 @@ def resume_argv(argv: list[str]) -> list[str]:
     from convnetlab.runs import run_dir_of_checkpoint
 
     if not Path(ckpt).is_file():
-        sys.exit(f"error: ckpt_path={ckpt} does not exist; pass the path of an existing .ckpt file.")
+        raise MissingFileError(f"ckpt_path={ckpt} does not exist; pass the path of an existing .ckpt file.")
     run_dir = run_dir_of_checkpoint(ckpt)
     if run_dir is None:
         return argv

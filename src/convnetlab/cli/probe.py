@@ -18,6 +18,8 @@ from omegaconf import DictConfig, OmegaConf
 from convnetlab.analysis.invariance import check_transforms, curve_labels, invariance_table, plot_invariance, write_csv
 from convnetlab.cli.checkpoint import load_checkpoint
 from convnetlab.cli.hydra_app import config_dir, register_resolvers
+from convnetlab.cli.input_checks import check_command_line, exits_on_user_error
+from convnetlab.errors import InputError
 
 CSV_FILE, PLOT_FILE = "invariance.csv", "invariance.png"
 
@@ -25,10 +27,10 @@ CSV_FILE, PLOT_FILE = "invariance.csv", "invariance.png"
 def probe(cfg: DictConfig, output_dir: Path) -> tuple[list[dict], dict[str, str]]:
     """Rows (ckpt, model, transform, magnitude, acc1) and a legend label per checkpoint; writes CSV and plot."""
     if OmegaConf.is_missing(cfg, "ckpt_paths") or not cfg.ckpt_paths:
-        raise ValueError("ckpt_paths is required: convnetlab-probe ckpt_paths=[<run>/checkpoints/a.ckpt,...]")
+        raise InputError("ckpt_paths is required: convnetlab-probe ckpt_paths=[<run>/checkpoints/a.ckpt,...]")
     ckpts = [cfg.ckpt_paths] if isinstance(cfg.ckpt_paths, str) else [str(c) for c in cfg.ckpt_paths]
     if cfg.get("labels") and len(cfg.labels) != len(ckpts):
-        raise ValueError(f"labels has {len(cfg.labels)} entries for {len(ckpts)} ckpt_paths; give one label per checkpoint.")
+        raise InputError(f"labels has {len(cfg.labels)} entries for {len(ckpts)} ckpt_paths; give one label per checkpoint.")
     magnitudes = OmegaConf.to_container(cfg.magnitudes)
     check_transforms(list(magnitudes))
     rows, models = [], []
@@ -58,17 +60,16 @@ def print_table(rows: list[dict], labels: dict[str, str], output_dir: Path) -> N
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="probe")
+@exits_on_user_error
 def hydra_main(cfg: DictConfig) -> None:
     output_dir = Path(HydraConfig.get().runtime.output_dir)
-    try:
-        rows, labels = probe(cfg, output_dir)
-    except (ValueError, FileNotFoundError) as error:
-        sys.exit(f"error: {error}")
+    rows, labels = probe(cfg, output_dir)
     print_table(rows, labels, output_dir)
 
 
 def main() -> None:
     register_resolvers()
+    check_command_line("probe", sys.argv[1:])
     hydra_main()
 
 

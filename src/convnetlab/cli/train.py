@@ -21,11 +21,13 @@ from pytorch_lightning.utilities import rank_zero_info, rank_zero_only
 from convnetlab.analysis.complexity import count_parameters, forward_gflops, inference_images_per_second, peak_memory_mb
 from convnetlab.callbacks import TrainThroughput
 from convnetlab.cli.hydra_app import config_dir, pin_ddp_children_to_this_job, register_resolvers, resume_argv
+from convnetlab.cli.input_checks import check_command_line, exits_on_user_error, keep_run_config
 from convnetlab.cli.report import print_result_table
 from convnetlab.lit import ImageClassifier
 from convnetlab.lit.classifier import to_plain
 from convnetlab.loggers import build_loggers, finish_wandb
-from convnetlab.runs import RESOLVED_CONFIG, update_metrics
+from convnetlab.runs import RESOLVED_CONFIG, check_resume_checkpoint, update_metrics
+from convnetlab.errors import InputError
 
 
 def _find(callbacks: list[pl.Callback], kind: type) -> pl.Callback | None:
@@ -38,13 +40,15 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     pl.seed_everything(cfg.seed, workers=True)
     datamodule: pl.LightningDataModule = instantiate(cfg.data)
     if cfg.module.num_classes != datamodule.num_classes:
-        raise ValueError(
+        raise InputError(
             f"module.num_classes={cfg.module.num_classes} but the data has {datamodule.num_classes} classes; "
             "leave module.num_classes and model.num_classes at ${data.num_classes}."
         )
     module: ImageClassifier = instantiate(
         cfg.module, mean=list(datamodule.mean), std=list(datamodule.std), _recursive_=False
     )
+    if cfg.get("ckpt_path") not in (None, "last"):
+        check_resume_checkpoint(cfg.ckpt_path, module)
     callbacks = [instantiate(cb) for cb in (cfg.get("callbacks") or {}).values() if cb]
     is_rank_zero = rank_zero_only.rank == 0
     run_config = OmegaConf.to_container(cfg, resolve=True)
@@ -127,6 +131,7 @@ def _evaluate_best(cfg, trainer, module, datamodule, callbacks) -> dict:
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
+@exits_on_user_error
 def hydra_main(cfg: DictConfig) -> float | None:
     """Hydra task: one training job. Returns ``cfg.optimized_metric`` for sweepers."""
     output_dir = HydraConfig.get().runtime.output_dir
@@ -140,7 +145,9 @@ def hydra_main(cfg: DictConfig) -> float | None:
 
 def main() -> None:
     register_resolvers()
-    sys.argv = resume_argv(sys.argv)
+    sys.argv = exits_on_user_error(resume_argv)(sys.argv)
+    check_command_line("train", sys.argv[1:])
+    keep_run_config(sys.argv[1:])
     hydra_main()
 
 

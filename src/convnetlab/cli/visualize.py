@@ -24,6 +24,8 @@ from convnetlab.analysis.filters import (conv_layers, default_feature_layers, fe
 from convnetlab.analysis.samples import image_files, load_images, pick_images
 from convnetlab.cli.checkpoint import load_checkpoint
 from convnetlab.cli.hydra_app import config_dir, register_resolvers
+from convnetlab.cli.input_checks import check_command_line, exits_on_user_error
+from convnetlab.errors import InputError
 
 SUMMARY = "summary.json"
 
@@ -54,7 +56,7 @@ def _write_feature_maps(backbone: nn.Module, image: torch.Tensor, inputs: torch.
     activations = feature_maps(backbone, inputs, layers)
     flat = [layer for layer in layers if layer not in activations or activations[layer].ndim != 4]
     if flat:
-        raise ValueError(f"layers {flat} do not output feature maps (N, C, H, W); pick conv layers, e.g. "
+        raise InputError(f"layers {flat} do not output feature maps (N, C, H, W); pick conv layers, e.g. "
                          f"{', '.join(n for n, _ in conv_layers(backbone)[:4])}")
     grids = {f"{layer} {tuple(out.shape[1:])}": feature_map_grid(out[0], max_channels) for layer, out in activations.items()}
     title = f"{arch} feature maps of {name} (first {max_channels} channels)"
@@ -64,7 +66,7 @@ def _write_feature_maps(backbone: nn.Module, image: torch.Tensor, inputs: torch.
 def visualize(cfg: DictConfig, output_dir: Path) -> dict:
     """Write every picture of ``cfg.ckpt_path`` into ``output_dir``; returns the summary."""
     if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.ckpt_path:
-        raise ValueError("ckpt_path is required: convnetlab-visualize ckpt_path=<run>/checkpoints/<file>.ckpt")
+        raise InputError("ckpt_path is required: convnetlab-visualize ckpt_path=<run>/checkpoints/<file>.ckpt")
     module, datamodule, data_cfg = load_checkpoint(cfg.ckpt_path, cfg.get("data"))
     module.to(cfg.device).eval()
     backbone, classes = module.backbone, datamodule.classes
@@ -122,17 +124,16 @@ def print_sanity(summary: dict, output_dir: Path) -> None:
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="visualize")
+@exits_on_user_error
 def hydra_main(cfg: DictConfig) -> None:
     output_dir = Path(HydraConfig.get().runtime.output_dir)
-    try:
-        summary = visualize(cfg, output_dir)
-    except (ValueError, FileNotFoundError) as error:
-        sys.exit(f"error: {error}")
+    summary = visualize(cfg, output_dir)
     print_sanity(summary, output_dir)
 
 
 def main() -> None:
     register_resolvers()
+    check_command_line("visualize", sys.argv[1:])
     hydra_main()
 
 

@@ -1,0 +1,165 @@
+"""Every kind of bad input stops with one `error: ...` line, exit status 2, and nothing already written lost.
+
+One test per row of the README's bad-input table.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from conftest import clean_env
+
+TINY_RUN = ["model=lenet5", "data=digits", "data.num_workers=0", "trainer.max_epochs=1",
+            "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1", "logger=csv"]
+
+
+def cli(*args: str, cwd: Path, data_dir: Path, command: str = "train", env: dict | None = None) -> subprocess.CompletedProcess:
+    argv = [sys.executable, "-m", f"convnetlab.cli.{command}", *args, f"paths.data_dir={data_dir}"]
+    return subprocess.run(argv, cwd=cwd, env=env or clean_env(cwd), capture_output=True, text=True, timeout=300)
+
+
+def in_process(*args: str, cwd: Path, monkeypatch, capsys) -> subprocess.CompletedProcess:
+    """`convnetlab-train *args` in this process: for the checks that stop before Hydra starts (fast)."""
+    from convnetlab.cli import train
+
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(sys, "argv", ["convnetlab-train", *args])
+    with pytest.raises(SystemExit) as stopped:
+        train.main()
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(args, stopped.value.code, captured.out, captured.err)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *names: str) -> str:
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    last = [line for line in proc.stderr.splitlines() if line.strip()][-1]
+    assert last.startswith("error: "), proc.stderr[-2000:]
+    for name in names:
+        assert name in last, last
+    return last
+
+
+def image_folder(root: Path, classes: dict[str, int]) -> Path:
+    for split in ("train", "val"):
+        for name, count in classes.items():
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                Image.new("RGB", (40, 40), (i * 20 % 255, 80, 160)).save(folder / f"{i}.jpg")
+    return root
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, data_dir):
+    """A finished LeNet-5 run (a few steps) whose checkpoint the resume rows reuse."""
+    root = tmp_path_factory.mktemp("bad_input")
+    run = root / "run"
+    proc = cli(*TINY_RUN, f"hydra.run.dir={run}", cwd=root, data_dir=data_dir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run
+
+
+def snapshot(run: Path) -> dict[str, bytes]:
+    kept = [*run.glob(".hydra/*"), *run.glob("checkpoints/*"), run / "metrics.csv", run / "metrics.json",
+            run / "config_resolved.yaml"]
+    return {str(p.relative_to(run)): p.read_bytes() for p in kept if p.is_file()}
+
+
+@pytest.mark.parametrize("group", ["model", "data", "trainer"])
+def test_an_unknown_config_option_lists_the_valid_ones(group, tmp_path, monkeypatch, capsys):
+    proc = in_process(f"{group}=nosuch", cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys)
+    last = assert_one_line_error(proc, f"unknown {group} 'nosuch'")
+    assert {"model": "resnet18", "data": "shapes", "trainer": "ddp_cpu"}[group] in last
+    assert not (tmp_path / "outputs").exists()  # stopped before Hydra made a run dir
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("trainer.max_epochs=abc", "trainer.max_epochs='abc' must be Optional[int]"),
+    ("data.batch_size=1.5", "data.batch_size=1.5 must be int"),
+    ("optimizer.lr=fast", "optimizer.lr='fast' must be float"),
+])
+def test_a_value_of_the_wrong_type_names_key_value_and_type(override, expected, tmp_path, monkeypatch, capsys):
+    assert_one_line_error(in_process(override, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys), expected)
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_a_missing_data_root_is_named(tmp_path, data_dir):
+    missing = tmp_path / "no_such_dataset"
+    assert_one_line_error(cli("data=imagefolder", f"data.root={missing}", cwd=tmp_path, data_dir=data_dir),
+                          str(missing), "does not exist")
+
+
+def test_an_empty_data_root_is_named(tmp_path, data_dir):
+    (tmp_path / "empty" / "train").mkdir(parents=True)
+    assert_one_line_error(cli("data=imagefolder", f"data.root={tmp_path / 'empty'}", cwd=tmp_path, data_dir=data_dir),
+                          str(tmp_path / "empty" / "train"), "no class folders")
+
+
+def test_a_class_folder_without_images_is_named(tmp_path, data_dir):
+    root = image_folder(tmp_path / "ds", {"cat": 3, "dog": 3})
+    (root / "train" / "bird").mkdir()
+    assert_one_line_error(cli("data=imagefolder", f"data.root={root}", "data.image_size=32", "data.num_workers=0",
+                              cwd=tmp_path, data_dir=data_dir), "bird")
+
+
+def test_num_classes_that_disagree_with_the_data_are_an_error(tmp_path, data_dir):
+    assert_one_line_error(cli(*TINY_RUN, "model.num_classes=7", cwd=tmp_path, data_dir=data_dir), "7", "10")
+
+
+def test_weights_for_another_architecture_are_an_error(finished_run, tmp_path, data_dir):
+    ckpt = finished_run / "checkpoints" / "last.ckpt"
+    assert_one_line_error(cli(*TINY_RUN, "model=resnet18", "model.width=0.125", f"model.weights={ckpt}",
+                              cwd=tmp_path, data_dir=data_dir), str(ckpt), "resnet18")
+
+
+def test_resuming_a_checkpoint_of_another_model_is_an_error_and_loses_nothing(finished_run, data_dir):
+    before = snapshot(finished_run)
+    ckpt = finished_run / "checkpoints" / "last.ckpt"
+    proc = cli(f"ckpt_path={ckpt}", "model=resnet18", "model.width=0.125", cwd=finished_run.parent, data_dir=data_dir)
+    assert_one_line_error(proc, str(ckpt), "lenet5", "resnet18")
+    assert snapshot(finished_run) == before  # .hydra/ (replayed by the next resume), checkpoints, metrics
+
+
+def test_a_corrupt_image_is_named_with_the_policy_that_skips_it(tmp_path, data_dir):
+    root = image_folder(tmp_path / "ds", {"cat": 4, "dog": 4})
+    (root / "train" / "cat" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    proc = cli("data=imagefolder", f"data.root={root}", "data.image_size=32", "data.num_workers=0", "model=lenet5",
+               "model.in_channels=3", "trainer.max_epochs=1", "logger=csv", cwd=tmp_path, data_dir=data_dir)
+    assert_one_line_error(proc, "broken.jpg", "data.bad_images=skip")
+
+
+def test_a_missing_checkpoint_is_named_by_train_and_eval(tmp_path, data_dir, monkeypatch, capsys):
+    missing = tmp_path / "nope.ckpt"
+    assert_one_line_error(in_process(f"ckpt_path={missing}", cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys),
+                          str(missing))
+    assert_one_line_error(cli(f"ckpt_path={missing}", cwd=tmp_path, data_dir=data_dir, command="evaluate"), str(missing))
+
+
+def test_wandb_online_without_credentials_is_an_error(tmp_path, data_dir):
+    proc = cli(*TINY_RUN, "logger=[csv,wandb]", "logger.wandb.mode=online", cwd=tmp_path, data_dir=data_dir)
+    assert_one_line_error(proc, "wandb login", "WANDB_API_KEY")
+
+
+def test_an_api_key_override_is_refused_before_anything_is_saved(tmp_path, monkeypatch, capsys):
+    proc = in_process("+logger.wandb.api_key=abc123secret", cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys)
+    assert_one_line_error(proc, "WANDB_API_KEY")
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_the_wandb_key_never_lands_in_the_run_dir(tmp_path, data_dir):
+    secret = "0123456789abcdef0123456789abcdef01234567"
+    env = clean_env(tmp_path) | {"WANDB_API_KEY": secret}
+    run = tmp_path / "run"
+    proc = cli(*TINY_RUN, "logger=[csv,wandb]", "logger.wandb.mode=offline", f"hydra.run.dir={run}", cwd=tmp_path,
+               data_dir=data_dir, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    files = [p for p in run.rglob("*") if p.is_file()]
+    assert any("wandb" in str(p) for p in files) and any(p.name == "config.yaml" for p in files)
+    assert not [p for p in files if secret.encode() in p.read_bytes()]
+    assert secret not in proc.stdout + proc.stderr
