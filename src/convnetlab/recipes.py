@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from omegaconf import OmegaConf
 
+from convnetlab.errors import InputError
+
 
 def world_size(devices: int | str | list, num_nodes: int = 1) -> int:
     """Processes a Trainer with ``devices`` and ``num_nodes`` will run (-1/"auto": all visible GPUs, else 1)."""
@@ -23,7 +25,7 @@ def world_size(devices: int | str | list, num_nodes: int = 1) -> int:
     else:
         per_node = int(devices)
     if per_node < 1 or int(num_nodes) < 1:
-        raise ValueError(f"trainer.devices={devices} and trainer.num_nodes={num_nodes} must give at least one process")
+        raise InputError(f"trainer.devices={devices} and trainer.num_nodes={num_nodes} must give at least one process")
     return per_node * int(num_nodes)
 
 

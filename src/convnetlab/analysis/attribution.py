@@ -25,6 +25,8 @@ import torch.nn.functional as F
 from captum.attr import LayerAttribution, LayerGradCam, NoiseTunnel, Saliency
 from torch import Tensor, nn
 
+from convnetlab.errors import InputError
+
 SANITY_THRESHOLD = 0.5
 POOLS = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
 
@@ -128,7 +130,7 @@ def last_conv_stage(backbone: nn.Module, inputs: Tensor) -> str:
     for name, out in reversed(fired):
         if min(out.shape[-2:]) > 1 and not any(out is p for p in pooled):
             return name
-    raise ValueError(f"{type(backbone).__name__} has no layer with a spatial output larger than 1 pixel")
+    raise InputError(f"{type(backbone).__name__} has no layer with a spatial output larger than 1 pixel")
 
 
 def randomized_copy(model: nn.Module, seed: int = 0) -> nn.Module:

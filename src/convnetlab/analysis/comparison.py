@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from convnetlab.errors import MissingFileError
 from convnetlab.runs import METRICS_FILE, RESOLVED_CONFIG
 
 # Model settings that follow from the data rather than describing the model.
@@ -74,7 +75,7 @@ def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
     found: set[Path] = set()
     for path in map(Path, paths):
         if not path.is_dir():
-            raise FileNotFoundError(f"{path} does not exist; pass run or multirun directories (runs=[dir1,dir2]).")
+            raise MissingFileError(f"{path} does not exist; pass run or multirun directories (runs=[dir1,dir2]).")
         if (path / ".hydra" / "config.yaml").is_file():
             found.add(path.resolve())
         found.update(p.parent.parent.resolve() for p in path.rglob(".hydra/config.yaml"))
@@ -132,7 +133,7 @@ def compare(paths: Iterable[str | Path]) -> tuple[list[Row], list[Run]]:
     """Aggregated rows of the complete runs under ``paths``, and the runs that could not be used."""
     runs = [load_run(p) for p in find_run_dirs(paths)]
     if not runs:
-        raise FileNotFoundError(f"no runs (folders with .hydra/config.yaml) under {', '.join(map(str, paths))}")
+        raise MissingFileError(f"no runs (folders with .hydra/config.yaml) under {', '.join(map(str, paths))}")
     complete = [r for r in runs if r.problem is None]
     return aggregate(group_runs(complete)), [r for r in runs if r.problem is not None]
 

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from convnetlab.errors import InputError
 from convnetlab.models import classifier_name
 
 
@@ -30,7 +31,7 @@ def head_module(module: nn.Module) -> nn.Module:
     try:
         return module.backbone.get_submodule(classifier_name(arch))
     except ValueError:
-        raise ValueError(f"embeddings need a model-zoo backbone with a classifier head, not {arch!r}") from None
+        raise InputError(f"embeddings need a model-zoo backbone with a classifier head, not {arch!r}") from None
 
 
 @torch.no_grad()

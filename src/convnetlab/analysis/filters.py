@@ -11,6 +11,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from convnetlab.errors import InputError
+
 
 def conv_layers(backbone: nn.Module) -> list[tuple[str, nn.Conv2d]]:
     """(name, layer) of every ``nn.Conv2d``, in registration (roughly forward) order."""
@@ -23,7 +25,7 @@ def resolve_layers(backbone: nn.Module, names: list[str]) -> list[str]:
     unknown = [n for n in names if n not in known or not n]
     if unknown:
         valid = ", ".join(name for name, _ in conv_layers(backbone))
-        raise ValueError(f"no layer named {', '.join(map(repr, unknown))} in the model; conv layers are: {valid}")
+        raise InputError(f"no layer named {', '.join(map(repr, unknown))} in the model; conv layers are: {valid}")
     return names
 
 

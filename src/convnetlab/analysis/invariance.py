@@ -28,6 +28,7 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from convnetlab.analysis.plots import save_figure
+from convnetlab.errors import InputError
 
 Transform = Callable[[Tensor, float, torch.Generator], Tensor]
 CSV_COLUMNS = ("ckpt", "model", "transform", "magnitude", "acc1")
@@ -59,13 +60,13 @@ def rotate(images: Tensor, m: float, generator: torch.Generator) -> Tensor:
 
 def scale(images: Tensor, m: float, generator: torch.Generator) -> Tensor:
     if m <= -1:
-        raise ValueError(f"scale magnitude {m} gives a zoom factor <= 0; use values above -1")
+        raise InputError(f"scale magnitude {m} gives a zoom factor <= 0; use values above -1")
     return _affine(images, zoom=1.0 + m)
 
 
 def squeeze(images: Tensor, m: float, generator: torch.Generator) -> Tensor:
     if m <= -1:
-        raise ValueError(f"squeeze magnitude {m} gives a width factor <= 0; use values above -1")
+        raise InputError(f"squeeze magnitude {m} gives a width factor <= 0; use values above -1")
     h, w = images.shape[-2:]
     size = [max(1, round(h / (1 + m))), max(1, round(w * (1 + m)))]
 
@@ -103,7 +104,7 @@ TRANSFORMS: dict[str, Transform] = {
 def check_transforms(names: Sequence[str]) -> None:
     unknown = [n for n in names if n not in TRANSFORMS]
     if unknown:
-        raise ValueError(f"unknown transform {', '.join(map(repr, unknown))}; valid: {', '.join(TRANSFORMS)}")
+        raise InputError(f"unknown transform {', '.join(map(repr, unknown))}; valid: {', '.join(TRANSFORMS)}")
 
 
 def apply(name: str, images: Tensor, magnitude: float, generator: torch.Generator | None = None) -> Tensor:

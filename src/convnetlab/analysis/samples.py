@@ -10,6 +10,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from convnetlab.data.folder import IMAGE_EXTENSIONS, read_image
+from convnetlab.errors import MissingFileError
 
 
 def _name(path: Path) -> str:
@@ -53,9 +54,9 @@ def image_files(images: str | Sequence[str]) -> list[Path]:
         elif entry.is_file():
             files.append(entry)
         else:
-            raise FileNotFoundError(f"images={entry} does not exist; pass an image folder or a list of image files.")
+            raise MissingFileError(f"images={entry} does not exist; pass an image folder or a list of image files.")
     if not files:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) found in {', '.join(map(str, given))}; "
             "pass a folder holding images or a list of image files.")
     return files

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from convnetlab.errors import InputError
+
 HEAD_TYPES = ("googlenet", "gap")
 
 
@@ -63,9 +65,9 @@ class AuxiliaryClassifiers(pl.Callback):
     def __init__(self, heads: Mapping[str, float], head_type: str = "googlenet", num_classes: int | None = None,
                  image_size: int | None = None) -> None:
         if head_type not in HEAD_TYPES:
-            raise ValueError(f"head_type={head_type!r}; choose one of {HEAD_TYPES}.")
+            raise InputError(f"head_type={head_type!r}; choose one of {HEAD_TYPES}.")
         if not heads:
-            raise ValueError("heads is empty; give {module name: weight}, e.g. {layer2: 0.3}.")
+            raise InputError("heads is empty; give {module name: weight}, e.g. {layer2: 0.3}.")
         self.heads = {str(k): float(v) for k, v in dict(heads).items()}
         self.head_type = head_type
         self.num_classes = num_classes
@@ -81,7 +83,7 @@ class AuxiliaryClassifiers(pl.Callback):
             missing = [name for name in self.heads if name not in modules]
             if missing:
                 names = ", ".join(n for n in modules if n)
-                raise ValueError(f"AuxiliaryClassifiers: no module {missing} in the backbone; names are: {names}")
+                raise InputError(f"AuxiliaryClassifiers: no module {missing} in the backbone; names are: {names}")
             for name in self.heads:
                 self._handles.append(modules[name].register_forward_hook(self._hook(name)))
         num_classes = self.num_classes or pl_module.hparams.num_classes

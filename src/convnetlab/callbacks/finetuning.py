@@ -39,6 +39,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.optim import Optimizer
 
+from convnetlab.errors import InputError
 from convnetlab.models.stages import head_modules, stages
 
 
@@ -57,11 +58,11 @@ class Phase:
     def parse(cls, spec: Mapping[str, Any]) -> Phase:
         spec = dict(spec)
         if unknown := set(spec) - {"epoch", "modules", "lr", "lr_ratio", "name"}:
-            raise ValueError(f"phase {spec}: unknown keys {sorted(unknown)}; use epoch, modules, lr or lr_ratio, name")
+            raise InputError(f"phase {spec}: unknown keys {sorted(unknown)}; use epoch, modules, lr or lr_ratio, name")
         if "epoch" not in spec or not spec.get("modules"):
-            raise ValueError(f"phase {spec}: give epoch and modules, e.g. {{epoch: 2, modules: [layer4], lr_ratio: 0.1}}")
+            raise InputError(f"phase {spec}: give epoch and modules, e.g. {{epoch: 2, modules: [layer4], lr_ratio: 0.1}}")
         if (spec.get("lr") is None) == (spec.get("lr_ratio") is None):
-            raise ValueError(f"phase {spec}: give exactly one of lr (absolute) or lr_ratio (times the head's lr)")
+            raise InputError(f"phase {spec}: give exactly one of lr (absolute) or lr_ratio (times the head's lr)")
         modules = (spec["modules"],) if isinstance(spec["modules"], str) else tuple(str(m) for m in spec["modules"])
         name = spec.get("name") or "+".join(modules).replace(".", "_")
         lr, ratio = spec.get("lr"), spec.get("lr_ratio")
@@ -77,7 +78,7 @@ def _submodules(backbone: nn.Module, names: Sequence[str], who: str) -> list[nn.
     modules = dict(backbone.named_modules())
     if missing := [name for name in names if name not in modules]:
         top = ", ".join(name for name, _ in backbone.named_children())
-        raise ValueError(f"{who}: no module {missing} in the backbone; names come from named_modules(), top level: {top}")
+        raise InputError(f"{who}: no module {missing} in the backbone; names come from named_modules(), top level: {top}")
     return [modules[name] for name in names]
 
 
@@ -160,7 +161,7 @@ class FinetuningSchedule(FeatureExtraction):
             available = stages(pl_module.backbone, arch)
             count = len(available) if p["num_stages"] is None else int(p["num_stages"])
             if not 0 <= count <= len(available):
-                raise ValueError(f"num_stages={count} but {arch} has {len(available)} stages: "
+                raise InputError(f"num_stages={count} but {arch} has {len(available)} stages: "
                                  f"{', '.join(label for label, _ in available)}")
             phases = [Phase(p["start_epoch"] + i * p["every_n_epochs"], tuple(names), label,
                             lr_ratio=p["lr_ratio"] * p["lr_ratio_decay"] ** i)
@@ -169,13 +170,13 @@ class FinetuningSchedule(FeatureExtraction):
                                                                         "FinetuningSchedule") for q in m.parameters()}
         for phase in phases:
             if phase.epoch < 0:
-                raise ValueError(f"phase {phase.name}: epoch must be >= 0, got {phase.epoch}")
+                raise InputError(f"phase {phase.name}: epoch must be >= 0, got {phase.epoch}")
             for module in _submodules(pl_module.backbone, phase.modules, f"FinetuningSchedule phase {phase.name}"):
                 for param in module.parameters():
                     if (other := owner.setdefault(id(param), phase.name)) != phase.name:
-                        raise ValueError(f"phase {phase.name} overlaps {other}: each parameter may be unfrozen once")
+                        raise InputError(f"phase {phase.name} overlaps {other}: each parameter may be unfrozen once")
         if len({phase.name for phase in phases}) != len(phases):
-            raise ValueError(f"phase names must be unique: {[phase.name for phase in phases]}")
+            raise InputError(f"phase names must be unique: {[phase.name for phase in phases]}")
         return phases
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -220,7 +221,7 @@ class FinetuningSchedule(FeatureExtraction):
         if self._restarting:
             known = {phase.name: phase for phase in self.phases}
             if unknown := [name for name in self.applied if name not in known]:
-                raise ValueError(f"the checkpoint applied phases {unknown} that this schedule does not have; "
+                raise InputError(f"the checkpoint applied phases {unknown} that this schedule does not have; "
                                  "resume with the phases it was trained with")
             for name in self.applied:
                 self._unfreeze(pl_module, known[name])

@@ -26,6 +26,7 @@ from convnetlab.analysis.attribution import grad_cam, last_conv_stage, saliency
 from convnetlab.analysis.filters import conv_layers, filter_grid, tile
 from convnetlab.analysis.plots import overlay, upscale
 from convnetlab.analysis.samples import pick_images
+from convnetlab.errors import InputError
 
 
 def _enlarge(image: Tensor, target: int) -> Tensor:
@@ -58,7 +59,7 @@ class VisualLogging(pl.Callback):
         loaders = trainer.val_dataloaders
         loader = loaders[0] if isinstance(loaders, list | tuple) else loaders
         if loader is None:
-            raise ValueError("VisualLogging needs validation data to pick its images; give the trainer a val loader.")
+            raise InputError("VisualLogging needs validation data to pick its images; give the trainer a val loader.")
         self.images, self.labels, _ = pick_images(loader.dataset, self.n_images)
         self._log(trainer, pl_module, trainer.current_epoch)
 

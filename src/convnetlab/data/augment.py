@@ -36,6 +36,7 @@ from torchvision.transforms import v2
 from convnetlab.data.folder import collate_present
 from convnetlab.data.pca_lighting import IMAGENET_EIGVAL, IMAGENET_EIGVEC, PCALighting
 from convnetlab.data.transforms import default_resize_size, eval_transform, train_transform
+from convnetlab.errors import InputError
 
 PRESETS = ("default", "none", "alexnet", "vgg", "inception", "resnet", "tv_v2")
 LIGHTING_PRESETS = frozenset({"alexnet", "vgg", "resnet"})
@@ -51,7 +52,7 @@ def scaled(size_at_224: float, image_size: int) -> int:
 
 def _check(name: str) -> None:
     if name not in PRESETS:
-        raise ValueError(f"augment={name} is not a preset; choose one of {', '.join(PRESETS)}")
+        raise InputError(f"augment={name} is not a preset; choose one of {', '.join(PRESETS)}")
 
 
 def build_preset(
@@ -128,7 +129,7 @@ class MixUpCutMix:
         mixes = [v2.MixUp(alpha=mixup_alpha, num_classes=num_classes)] if mixup_alpha > 0 else []
         mixes += [v2.CutMix(alpha=cutmix_alpha, num_classes=num_classes)] if cutmix_alpha > 0 else []
         if not mixes:
-            raise ValueError("MixUpCutMix needs mixup_alpha > 0 or cutmix_alpha > 0")
+            raise InputError("MixUpCutMix needs mixup_alpha > 0 or cutmix_alpha > 0")
         self.mix = v2.RandomChoice(mixes)
 
     def __call__(self, batch: list[tuple[torch.Tensor, int] | None]) -> tuple[torch.Tensor, torch.Tensor]:

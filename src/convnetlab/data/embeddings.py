@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from convnetlab.analysis.embeddings import load_embeddings
+from convnetlab.errors import InputError, MissingFileError
 
 SPLITS = ("train", "val", "test")
 
@@ -52,10 +53,10 @@ class EmbeddingsDataModule(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         if not embeddings_file(root, "train").is_file():
-            raise FileNotFoundError(f"{embeddings_file(root, 'train')} does not exist; set data.root to a "
+            raise MissingFileError(f"{embeddings_file(root, 'train')} does not exist; set data.root to a "
                                     "convnetlab-embed output dir")
         if (channels or feature_dim) != feature_dim or image_size != 1:
-            raise ValueError("embeddings are 1x1 inputs with feature_dim channels; leave data.channels and "
+            raise InputError("embeddings are 1x1 inputs with feature_dim channels; leave data.channels and "
                              "data.image_size at their defaults")
         self.root, self.name = Path(root), name
         self.num_classes, self.feature_dim = int(num_classes), int(feature_dim)
@@ -73,7 +74,7 @@ class EmbeddingsDataModule(pl.LightningDataModule):
         features, labels = data["features"], data["labels"]
         classes = [str(c) for c in data["classes"]]
         if (len(classes), features.shape[1]) != (self.num_classes, self.feature_dim):
-            raise ValueError(f"{path} has {len(classes)} classes and {features.shape[1]} features; set "
+            raise InputError(f"{path} has {len(classes)} classes and {features.shape[1]} features; set "
                              f"data.num_classes={len(classes)} data.feature_dim={features.shape[1]}")
         if split == "train" and self.per_class_train:
             rank = np.zeros(len(labels), dtype=np.int64)  # position of each item within its class

@@ -23,6 +23,8 @@ from torch.utils.data import Dataset, default_collate
 from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms.v2.functional import pil_to_tensor, rgb_to_grayscale
 
+from convnetlab.errors import BadImageError, InputError, MissingFileError
+
 SHARD_INDEX = "index.json"  # written by shards.write_shards
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 log = logging.getLogger(__name__)
@@ -34,10 +36,10 @@ def list_classes(split_dir: str | Path) -> list[str]:
     split_dir = Path(split_dir)
     if not split_dir.is_dir():
         missing = split_dir if split_dir.parent.is_dir() else split_dir.parent
-        raise FileNotFoundError(f"{missing} does not exist; {LAYOUT}")
+        raise MissingFileError(f"{missing} does not exist; {LAYOUT}")
     classes = sorted(e.name for e in os.scandir(split_dir) if e.is_dir() and not e.name.startswith("."))
     if not classes:
-        raise FileNotFoundError(f"{split_dir} has no class folders; {LAYOUT}")
+        raise MissingFileError(f"{split_dir} has no class folders; {LAYOUT}")
     return classes
 
 
@@ -47,7 +49,7 @@ def check_classes(split_dir: str | Path, classes: list[str]) -> None:
     if found != classes:
         missing = sorted(set(classes) - set(found))
         extra = sorted(set(found) - set(classes))
-        raise ValueError(f"{split_dir}: class folders differ from train (missing {missing}, extra {extra})")
+        raise InputError(f"{split_dir}: class folders differ from train (missing {missing}, extra {extra})")
 
 
 def find_samples(split_dir: str | Path, classes: list[str]) -> list[tuple[str, int]]:
@@ -62,7 +64,7 @@ def find_samples(split_dir: str | Path, classes: list[str]) -> list[tuple[str, i
                 if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS
             ]
     if not samples:
-        raise FileNotFoundError(f"{split_dir} has no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+        raise MissingFileError(f"{split_dir} has no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
     return samples
 
 
@@ -81,7 +83,7 @@ def read_image(path: str, channels: int, decode_size: int | None = None) -> torc
             image = _full_decode(path, channels)
     except (RuntimeError, OSError, ValueError, SyntaxError) as e:
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise RuntimeError(f"cannot decode image {path}: {reason}") from e
+        raise BadImageError(f"cannot decode image {path}: {reason}") from e
     if image.shape[0] != channels:  # WebP ignores GRAY mode and stays RGB
         image = rgb_to_grayscale(image)
     return image
@@ -177,7 +179,7 @@ class ImageFolderDataset(Dataset):
         decode_size: int | None = None,
     ) -> None:
         if bad_images not in BAD_IMAGE_POLICIES:
-            raise ValueError(f"bad_images={bad_images} is not one of {', '.join(BAD_IMAGE_POLICIES)}")
+            raise InputError(f"bad_images={bad_images} is not one of {', '.join(BAD_IMAGE_POLICIES)}")
         self.classes = classes
         self.channels = channels
         self.transform = transform
@@ -208,7 +210,7 @@ class ImageFolderDataset(Dataset):
             return read_image(path, self.channels, self.decode_size)
         except RuntimeError as error:
             if self.bad_images == "error":
-                raise RuntimeError(f"{error}; {BAD_IMAGE_HINT}") from error
+                raise BadImageError(f"{error}; {BAD_IMAGE_HINT}") from error
             log.warning("skipping %s (data.bad_images=skip)", error)
             return None
 

@@ -16,6 +16,8 @@ import re
 import shutil
 from pathlib import Path
 
+from convnetlab.errors import InputError, MissingFileError
+
 GROUND_TRUTH = "data/ILSVRC2012_validation_ground_truth.txt"
 META = "data/meta.mat"
 SYNSET_MAPPING = "LOC_synset_mapping.txt"
@@ -34,7 +36,7 @@ def read_synsets(devkit: str | Path) -> list[tuple[str, str]]:
         if mapping.is_file():
             lines = [line.split(maxsplit=1) for line in mapping.read_text().splitlines() if line.strip()]
             return [(parts[0], parts[1] if len(parts) > 1 else parts[0]) for parts in lines]
-    raise FileNotFoundError(
+    raise MissingFileError(
         f"{devkit} has neither {META} nor {SYNSET_MAPPING}; pass devkit=<ILSVRC2012 devkit folder>"
     )
 
@@ -57,7 +59,7 @@ def read_ground_truth(devkit: str | Path) -> list[int]:
     """1-based class id of val file i (line i of the devkit's ground truth)."""
     path = Path(devkit) / GROUND_TRUTH
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; pass devkit=<the ILSVRC2012 devkit folder>")
+        raise MissingFileError(f"{path} does not exist; pass devkit=<the ILSVRC2012 devkit folder>")
     return [int(line) for line in path.read_text().split()]
 
 
@@ -86,13 +88,13 @@ def prepare_val(val_dir: str | Path, devkit: str | Path, out_dir: str | Path) ->
     synsets, labels = read_synsets(devkit), read_ground_truth(devkit)
     files = sorted((int(m.group(1)), p) for p in val_dir.iterdir() if (m := _VAL_FILE.search(p.name)))
     if not files:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{val_dir} has no ILSVRC2012_val_*.JPEG files; pass val_dir=<the flat official val folder>"
         )
     counts = {"link": 0, "symlink": 0, "copy": 0, "existing": 0}
     for number, path in files:
         if not 1 <= number <= len(labels):
-            raise ValueError(
+            raise InputError(
                 f"{path.name}: the ground truth has only {len(labels)} lines; is this the matching devkit?"
             )
         target = out_dir / synsets[labels[number - 1] - 1][0] / path.name

@@ -17,6 +17,7 @@ from torch import nn
 from torchvision.transforms import v2
 
 from convnetlab.data.transforms import default_resize_size, eval_transform
+from convnetlab.errors import InputError
 
 PROTOCOLS = ("center", "10crop", "multiscale")
 MULTISCALE_AT_224 = (256, 288, 320)  # shorter sides (at 224 px crops) for multi-scale 10-crop
@@ -44,7 +45,7 @@ def protocol_transform(protocol: str, image_size: int, resize_size: int | None =
         return StackedTenCrops(image_size, [resize_size])
     if protocol == "multiscale":
         return StackedTenCrops(image_size, protocol_sizes(image_size))
-    raise ValueError(f"protocol={protocol} is not one of {', '.join(PROTOCOLS)}")
+    raise InputError(f"protocol={protocol} is not one of {', '.join(PROTOCOLS)}")
 
 
 def protocol_sizes(image_size: int) -> list[int]:

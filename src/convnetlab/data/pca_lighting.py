@@ -19,6 +19,8 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from convnetlab.errors import InputError, MissingFileError
+
 log = logging.getLogger(__name__)
 
 # Published ImageNet RGB statistics (pixels in [0, 1]), as used by fb.resnet.torch and torchvision's ports.
@@ -40,7 +42,7 @@ class PCALighting(v2.Transform):
         self.register_buffer("eigval", torch.tensor(eigval, dtype=torch.float32), persistent=False)
         self.register_buffer("eigvec", torch.tensor(eigvec, dtype=torch.float32), persistent=False)
         if self.eigvec.shape != (len(self.eigval), len(self.eigval)):
-            raise ValueError(f"eigvec must be {len(self.eigval)}x{len(self.eigval)} for {len(self.eigval)} eigval")
+            raise InputError(f"eigvec must be {len(self.eigval)}x{len(self.eigval)} for {len(self.eigval)} eigval")
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
         alpha = torch.randn(len(self.eigval)) * self.alpha_std
@@ -50,7 +52,7 @@ class PCALighting(v2.Transform):
         if not isinstance(inpt, torch.Tensor) or inpt.dtype != torch.uint8 or inpt.ndim < 3:
             return inpt
         if inpt.shape[-3] != len(self.eigval):
-            raise ValueError(f"PCALighting has {len(self.eigval)} channels but the image has {inpt.shape[-3]}")
+            raise InputError(f"PCALighting has {len(self.eigval)} channels but the image has {inpt.shape[-3]}")
         shifted = (inpt.float() + params["offset"].view(-1, 1, 1)).round_().clamp_(0, 255).to(torch.uint8)
         return tv_tensors.wrap(shifted, like=inpt) if isinstance(inpt, tv_tensors.TVTensor) else shifted
 
@@ -86,7 +88,7 @@ def cached_pixel_pca(cache_dir: str | Path, images: Iterable[torch.Tensor] | Non
     if path.is_file():
         return json.loads(path.read_text())
     if images is None:
-        raise FileNotFoundError(f"{path} does not exist; pass training images to compute it")
+        raise MissingFileError(f"{path} does not exist; pass training images to compute it")
     stats = pixel_pca(images, **kwargs)
     try:
         path.write_text(json.dumps(stats, indent=1) + "\n")

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from convnetlab.data.folder import atomic_dir
+from convnetlab.errors import InputError
 
 _SUPERSAMPLE = 4  # draw at 4x and box-downsample, for anti-aliased edges at ~36 px
 _SPLIT_IDS = {"train": 0, "val": 1, "test": 2}  # part of each image's seed, independent of dict order
@@ -101,7 +102,7 @@ def shape_classes(num_classes: int, class_offset: int = 0) -> list[str]:
     """Class names for ``num_classes`` shapes from ``SHAPE_NAMES[class_offset]`` on, sorted like the folders
     an ImageFolder reads. Offsets give disjoint tasks, e.g. 8 classes at offset 0 and 8 at offset 8."""
     if not 1 <= num_classes <= len(SHAPE_NAMES) - class_offset or class_offset < 0:
-        raise ValueError(f"num_classes + class_offset must be in 1..{len(SHAPE_NAMES)} ({len(SHAPE_NAMES)} shapes), "
+        raise InputError(f"num_classes + class_offset must be in 1..{len(SHAPE_NAMES)} ({len(SHAPE_NAMES)} shapes), "
                          f"got num_classes={num_classes}, class_offset={class_offset}")
     return sorted(SHAPE_NAMES[class_offset:class_offset + num_classes])
 
@@ -191,9 +192,9 @@ def generate_shapes(
     if out_dir.is_dir():
         return out_dir
     if difficulty not in DIFFICULTIES:
-        raise ValueError(f"difficulty must be one of {sorted(DIFFICULTIES)}, got {difficulty!r}")
+        raise InputError(f"difficulty must be one of {sorted(DIFFICULTIES)}, got {difficulty!r}")
     if unknown := set(per_class) - set(_SPLIT_IDS):
-        raise ValueError(f"unknown splits {sorted(unknown)}; expected a subset of {list(_SPLIT_IDS)}")
+        raise InputError(f"unknown splits {sorted(unknown)}; expected a subset of {list(_SPLIT_IDS)}")
     classes = shape_classes(num_classes, class_offset)
     with atomic_dir(out_dir) as tmp:
         for split, count in per_class.items():

@@ -30,6 +30,7 @@ from torchvision.transforms.v2.functional import pil_to_tensor, rgb_to_grayscale
 from convnetlab.data.datamodule import ImageFolderDataModule
 from convnetlab.data.folder import SHARD_INDEX as INDEX
 from convnetlab.data.folder import atomic_dir, find_bad_files, find_samples, list_classes
+from convnetlab.errors import MissingFileError
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +157,7 @@ class ShardedDataModule(ImageFolderDataModule):
     def _index(self) -> Mapping[str, Any]:
         path = self.root / INDEX
         if not path.is_file():
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"{path} does not exist; write shards with `convnetlab-data action=shard root=<folder> out=<dir>`"
             )
         return json.loads(path.read_text())
@@ -169,7 +170,7 @@ class ShardedDataModule(ImageFolderDataModule):
 
     def _check_split(self, split: str) -> None:
         if split not in self._index()["splits"]:
-            raise FileNotFoundError(f"{self.root} has no {split} shards; rewrite them from a folder with {split}/")
+            raise MissingFileError(f"{self.root} has no {split} shards; rewrite them from a folder with {split}/")
 
     def _test_split(self) -> str:
         return "test" if "test" in self._index()["splits"] else "val"

@@ -27,6 +27,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from convnetlab.errors import InputError
 from convnetlab.lit.param_groups import norm_parameter_names, split_weight_decay
 from convnetlab.models.weights import eval_transform_mismatch, pretrained_normalization, resolve_weights
 
@@ -111,12 +112,12 @@ class ImageClassifier(pl.LightningModule):
         self.backbone: nn.Module = instantiate({**backbone, **({"weights": weights} if weights else {})})
         width = output_width(self.backbone)
         if width is not None and width != num_classes:
-            raise ValueError(
+            raise InputError(
                 f"The backbone predicts {width} classes but the data has {num_classes}; "
                 "set model.num_classes to the data's class count (the default configs do this)."
             )
         if len(mean) != len(std):
-            raise ValueError(f"mean has {len(mean)} channels but std has {len(std)}; give one value per channel.")
+            raise InputError(f"mean has {len(mean)} channels but std has {len(std)}; give one value per channel.")
         self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1) * 255.0, persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1) * 255.0, persistent=False)
         if channels_last:

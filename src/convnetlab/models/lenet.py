@@ -25,6 +25,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from convnetlab.errors import InputError
+
 # Table I of the paper: row = S2 map, column = C3 map, "X" = connected.
 _C3_TABLE = (
     "X...XXX..XXXX.XX",
@@ -58,7 +60,7 @@ class MaskedConv2d(nn.Conv2d):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, mask: Tensor) -> None:
         super().__init__(in_channels, out_channels, kernel_size)
         if mask.shape != (out_channels, in_channels):
-            raise ValueError(f"mask shape {tuple(mask.shape)} != ({out_channels}, {in_channels})")
+            raise InputError(f"mask shape {tuple(mask.shape)} != ({out_channels}, {in_channels})")
         self.register_buffer("mask", mask.to(self.weight.dtype)[:, :, None, None])
         with torch.no_grad():
             self.weight.mul_(self.mask)
@@ -84,13 +86,13 @@ class LeNet5(nn.Module):
     ) -> None:
         super().__init__()
         if variant not in ("classic", "modern"):
-            raise ValueError(f"LeNet-5 variant must be 'classic' or 'modern', got {variant!r}")
+            raise InputError(f"LeNet-5 variant must be 'classic' or 'modern', got {variant!r}")
         if width <= 0:
-            raise ValueError(f"width must be positive, got {width}")
+            raise InputError(f"width must be positive, got {width}")
         classic = variant == "classic"
         c3_table = classic if c3_table is None else c3_table
         if c3_table and width != 1.0:
-            raise ValueError("the C3 connection table is defined for width=1; pass c3_table=False")
+            raise InputError("the C3 connection table is defined for width=1; pass c3_table=False")
         c1, c3, c5 = (max(1, round(c * width)) for c in (6, 16, 120))
 
         def act() -> nn.Module:

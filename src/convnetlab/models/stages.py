@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from convnetlab.errors import InputError
 from convnetlab.models.zoo import classifier_name
 
 Stage = tuple[str, list[str]]
@@ -46,7 +47,7 @@ def stages(backbone: nn.Module, arch: str) -> list[Stage]:
     elif arch == "lenet5":
         first_to_last = [(name, [f"features.{name}"]) for name in ("c1", "c3", "c5")]
     else:
-        raise ValueError(f"no stage preset for arch {arch!r}; give FinetuningSchedule explicit phases")
+        raise InputError(f"no stage preset for arch {arch!r}; give FinetuningSchedule explicit phases")
     return first_to_last[::-1]
 
 

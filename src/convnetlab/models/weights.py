@@ -27,13 +27,15 @@ import torch
 from torch import nn
 from torchvision.models import WeightsEnum, get_model_weights
 
+from convnetlab.errors import InputError, MissingFileError
+
 WEIGHT_FILE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 
 
 def resolve_weights(weights: str | None, pretrained: bool = False) -> str | None:
     """``weights`` with the ``pretrained=True`` alias folded in (it means ``DEFAULT``)."""
     if pretrained and weights not in (None, "DEFAULT"):
-        raise ValueError(f"pretrained=true and weights={weights} disagree; give only weights=...")
+        raise InputError(f"pretrained=true and weights={weights} disagree; give only weights=...")
     return "DEFAULT" if pretrained else (str(weights) if weights is not None else None)
 
 
@@ -47,11 +49,11 @@ def torchvision_weights(arch: str, name: str) -> WeightsEnum:
     try:
         members = get_model_weights(arch)
     except ValueError:
-        raise ValueError(
+        raise InputError(
             f"{arch} has no torchvision weights; give model.weights=<path to a convnetlab .ckpt or state dict>"
         ) from None
     if name not in members.__members__:
-        raise ValueError(f"{arch} has no torchvision weights {name!r}; choose one of {', '.join(members.__members__)}")
+        raise InputError(f"{arch} has no torchvision weights {name!r}; choose one of {', '.join(members.__members__)}")
     return members[name]
 
 
@@ -64,19 +66,19 @@ def read_weights_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[s
     """(backbone state dict, the checkpoint's hyperparameters or None) of a .ckpt or a plain state dict."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"model.weights={path} does not exist; give a torchvision weights name (DEFAULT, IMAGENET1K_V1, ...) "
             "or the path of a convnetlab .ckpt or a state-dict file"
         )
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file gets the same one-line answer
-        raise ValueError(f"{path} is not a PyTorch checkpoint or state dict ({type(e).__name__}: {e})") from e
+        raise InputError(f"{path} is not a PyTorch checkpoint or state dict ({type(e).__name__}: {e})") from e
     hparams = None
     if isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
         hparams, loaded = loaded.get("hyper_parameters"), loaded["state_dict"]
     if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
-        raise ValueError(f"{path} holds no state dict (a mapping of parameter names to tensors)")
+        raise InputError(f"{path} holds no state dict (a mapping of parameter names to tensors)")
     if any(k.startswith("backbone.") for k in loaded):  # a LightningModule's state: keep the network only
         loaded = {k.removeprefix("backbone."): v for k, v in loaded.items() if k.startswith("backbone.")}
     return loaded, hparams
@@ -103,7 +105,7 @@ def load_backbone_weights(model: nn.Module, state: dict[str, torch.Tensor], sour
         problems = [f"{len(items)} {what} (e.g. {items[0]})" for what, items in
                     (("missing", missing), ("unexpected", unexpected), ("with another shape (file vs model)", mismatched))
                     if items]
-        raise ValueError(f"{source} does not hold weights for this {arch}: {'; '.join(problems)}; "
+        raise InputError(f"{source} does not hold weights for this {arch}: {'; '.join(problems)}; "
                          "build the model with the architecture settings the weights were trained with")
     model.load_state_dict(given, strict=False)
 
@@ -120,7 +122,7 @@ def load_pretrained(model: nn.Module, arch: str, weights: str) -> None:
     enum = torchvision_weights(arch, weights)
     path = cached_weights_file(enum)
     if not path.is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"torchvision weights {arch} {enum.name} are not in the local torch cache: put {path.name} "
             f"({enum.url}) into {path.parent} (torch.hub.get_dir()/checkpoints; set TORCH_HOME to move it); "
             "nothing is downloaded"
@@ -137,7 +139,7 @@ def build_kwargs_for_weights(
         return small_input, arch_kwargs
     torchvision_weights(arch, weights)  # fail early on an unknown name or an arch without weights
     if small_input is True:
-        raise ValueError(f"torchvision {arch} weights have the ImageNet stem; set model.small_input=false (or auto)")
+        raise InputError(f"torchvision {arch} weights have the ImageNet stem; set model.small_input=false (or auto)")
     if arch == "googlenet":  # its weights were ported from TF and expect inputs re-normalised to [-1, 1]
         arch_kwargs = {"transform_input": True, **arch_kwargs}
     return False, arch_kwargs

@@ -45,6 +45,7 @@ from torchvision.models.vgg import VGG, cfgs, make_layers
 
 from convnetlab.models import weights as pretrained_weights
 from convnetlab.models.lenet import LeNet5
+from convnetlab.errors import InputError
 
 _VGG_CFGS = {"vgg11": "A", "vgg13": "B", "vgg16": "D", "vgg19": "E"}
 _RESNETS: dict[str, tuple[type[BasicBlock | Bottleneck], list[int]]] = {
@@ -223,7 +224,7 @@ class _GoogLeNet(GoogLeNet):
         transform_input: bool = False,
     ) -> None:
         if transform_input and in_channels != 3:
-            raise ValueError("transform_input re-normalises RGB inputs; it needs in_channels=3")
+            raise InputError("transform_input re-normalises RGB inputs; it needs in_channels=3")
         nn.Module.__init__(self)
         self.aux_logits, self.transform_input = aux_logits, transform_input
         c64, c192 = _ch(64, width), _ch(192, width)
@@ -259,7 +260,7 @@ class _GoogLeNet(GoogLeNet):
 
 def _check_arch(arch: str) -> None:
     if arch not in ARCHS:
-        raise ValueError(f"unknown arch {arch!r}; valid: {', '.join(ARCHS)}")
+        raise InputError(f"unknown arch {arch!r}; valid: {', '.join(ARCHS)}")
 
 
 def classifier_name(arch: str) -> str:
@@ -295,16 +296,16 @@ def build_model(
         pretrained_weights.load_pretrained(model, arch, weights)
         return model
     if width <= 0:
-        raise ValueError(f"width must be positive, got {width}")
+        raise InputError(f"width must be positive, got {width}")
     has_mlp_head = arch == "alexnet" or arch.startswith("vgg")
     if classifier_hidden != "auto" and not has_mlp_head:
-        raise ValueError(f"classifier_hidden applies to AlexNet/VGG only, not {arch}")
+        raise InputError(f"classifier_hidden applies to AlexNet/VGG only, not {arch}")
     if dropout is not None and not (has_mlp_head or arch == "googlenet"):
-        raise ValueError(f"{arch} has no dropout layer; leave dropout=None")
+        raise InputError(f"{arch} has no dropout layer; leave dropout=None")
 
     if arch == "lenet5":
         if input_size != 32:
-            raise ValueError(
+            raise InputError(
                 f"LeNet-5 needs 32x32 inputs, got input_size={input_size}; set data.image_size=32"
             )
         return LeNet5(num_classes, in_channels, width=width, **arch_kwargs)
@@ -314,7 +315,7 @@ def build_model(
     elif isinstance(small_input, bool):
         small = small_input
     else:
-        raise ValueError(f"small_input must be a bool or 'auto', got {small_input!r}")
+        raise InputError(f"small_input must be a bool or 'auto', got {small_input!r}")
 
     if arch in _RESNETS:
         block, layers = _RESNETS[arch]
@@ -328,7 +329,7 @@ def build_model(
     elif isinstance(classifier_hidden, int) and classifier_hidden > 0:
         hidden = classifier_hidden
     else:
-        raise ValueError(f"classifier_hidden must be a positive int or 'auto', got {classifier_hidden!r}")
+        raise InputError(f"classifier_hidden must be a positive int or 'auto', got {classifier_hidden!r}")
     drop = 0.5 if dropout is None else dropout
     if arch == "alexnet":
         return _AlexNet(num_classes, in_channels, width, small, hidden, drop, **arch_kwargs)
