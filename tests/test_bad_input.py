@@ -104,8 +104,9 @@ def test_an_empty_data_root_is_named(tmp_path, data_dir):
 def test_a_class_folder_without_images_is_named(tmp_path, data_dir):
     root = image_folder(tmp_path / "ds", {"cat": 3, "dog": 3})
     (root / "train" / "bird").mkdir()
+    (root / "val" / "bird").mkdir()
     assert_one_line_error(cli("data=imagefolder", f"data.root={root}", "data.image_size=32", "data.num_workers=0",
-                              cwd=tmp_path, data_dir=data_dir), "bird")
+                              cwd=tmp_path, data_dir=data_dir), f"class folder {root / 'train' / 'bird'} has no images")
 
 
 def test_num_classes_that_disagree_with_the_data_are_an_error(tmp_path, data_dir):

@@ -56,6 +56,7 @@ def find_samples(split_dir: str | Path, classes: list[str]) -> list[tuple[str, i
     """(path, label) for every image under ``split_dir/<class>/``, in a stable sorted order."""
     samples = []
     for label, name in enumerate(classes):
+        found = len(samples)
         for dirpath, dirnames, filenames in os.walk(Path(split_dir) / name, followlinks=True):
             dirnames.sort()
             samples += [
@@ -63,8 +64,9 @@ def find_samples(split_dir: str | Path, classes: list[str]) -> list[tuple[str, i
                 for f in sorted(filenames)
                 if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS
             ]
-    if not samples:
-        raise MissingFileError(f"{split_dir} has no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+        if len(samples) == found:  # a class that can never be seen would silently skew every metric
+            raise MissingFileError(f"class folder {Path(split_dir) / name} has no images "
+                                   f"({', '.join(sorted(IMAGE_EXTENSIONS))}); add some or remove the folder")
     return samples
 
 
