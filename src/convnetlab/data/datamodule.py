@@ -108,7 +108,7 @@ class ImageFolderDataModule(pl.LightningDataModule):
         self.eval_decode_size = self.resize_size  # shorter side eval_transform needs (multi-scale eval raises it)
         self._expected_num_classes = num_classes
         # Shuffling and augmentation seed: the run's seed (pl.seed_everything runs before the datamodule is built).
-        self._shuffle_seed = torch.initial_seed()
+        self._shuffle_seed = torch.initial_seed() % 2**62  # an unseeded process's initial seed may not fit int64
         self.train_sampler: EpochPermutationSampler | None = None
         self._train_batch_size = batch_size
         self._resume_position: tuple[int, int] | None = None

@@ -36,7 +36,7 @@ class EpochPermutationSampler(Sampler[int]):
         self.epoch, self._skip = (epoch + 1, 0) if items >= self.n else (epoch, items)
 
     def __iter__(self) -> Iterator[int]:
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        generator = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) % 2**62)
         order = torch.randperm(self.n, generator=generator)[self._skip:]
         self._skip = 0
         return iter((order + self.epoch * self.n).tolist())
@@ -57,7 +57,7 @@ class KeyedAugmentation(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, key: int) -> Any:
-        item_seed = (self.seed * 2_654_435_761 + key) % (2**63)
+        item_seed = (self.seed * 2_654_435_761 + key) % 2**62
         if get_worker_info() is not None:
             torch.manual_seed(item_seed)
             return self.dataset[key % len(self.dataset)]
