@@ -14,7 +14,7 @@ run: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
-# All benchmarks of scripts/bench/ one after another (~25 min on 2 cores); tables in bench-results/<date>/.
+# All benchmarks of scripts/bench/ one after another (~20 min on 2 cores); tables in bench-results/<date>/.
 bench: $(STAMP)
 	$(VENV)/bin/python scripts/bench/run_all.py
 

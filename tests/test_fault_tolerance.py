@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from conftest import REPO, clean_env, read_metrics
-
-pytestmark = pytest.mark.slow
+from convnetlab.callbacks import RNGState
+from convnetlab.data.datamodule import DigitsDataModule
 
 # LeNet-5 on digits, 20 steps per epoch, 2 epochs, deterministic, in-process data loading.
 RUN = ["model=lenet5", "data=digits", "data.batch_size=64", "data.num_workers=0", "trainer.max_epochs=2",
@@ -74,6 +76,7 @@ def kill_at(run: Path, step: int, sig: str, *extra: str, data_dir: Path) -> subp
                     *extra, data_dir=data_dir)
 
 
+@pytest.mark.slow
 def test_kill9_after_an_epoch_end_checkpoint_then_resume_equals_the_uninterrupted_run(uninterrupted, data_dir):
     run = uninterrupted.parent / "epoch_kill"
     proc = kill_at(run, STEPS_PER_EPOCH + 3, "SIGKILL", "callbacks.step_checkpoint=null", data_dir=data_dir)
@@ -83,6 +86,7 @@ def test_kill9_after_an_epoch_end_checkpoint_then_resume_equals_the_uninterrupte
     assert_same_result(run, uninterrupted)
 
 
+@pytest.mark.slow
 def test_kill9_mid_epoch_loses_at_most_n_steps_and_resumes_at_the_next_batch(uninterrupted, data_dir):
     run = uninterrupted.parent / "mid_kill"
     proc = kill_at(run, 28, "SIGKILL", data_dir=data_dir)
@@ -96,6 +100,7 @@ def test_kill9_mid_epoch_loses_at_most_n_steps_and_resumes_at_the_next_batch(uni
     assert_same_result(run, uninterrupted)
 
 
+@pytest.mark.slow
 def test_sigterm_checkpoints_between_steps_exits_cleanly_and_resumes_exactly(uninterrupted, data_dir):
     run = uninterrupted.parent / "sigterm"
     proc = kill_at(run, 13, "SIGTERM", data_dir=data_dir)
@@ -109,6 +114,7 @@ def test_sigterm_checkpoints_between_steps_exits_cleanly_and_resumes_exactly(uni
     assert_same_result(run, uninterrupted)
 
 
+@pytest.mark.slow
 def test_a_non_finite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path, data_dir):
     run = tmp_path / "nan"
     proc = train(run, *RUN, "+callbacks.poison._target_=fault_injection.PoisonAtStep", "+callbacks.poison.step=12",
@@ -137,6 +143,7 @@ _atomic_save({"version": 2, "w": torch.ones(1_000_000)}, path)
 """
 
 
+@pytest.mark.slow
 def test_a_kill_while_writing_leaves_the_previous_last_ckpt_readable(tmp_path):
     """Lightning writes checkpoints through an fsspec transaction: a temporary file renamed on success."""
     path = tmp_path / "last.ckpt"
@@ -144,3 +151,41 @@ def test_a_kill_while_writing_leaves_the_previous_last_ckpt_readable(tmp_path):
     assert proc.returncode == -9, proc.stderr
     assert torch.load(path, weights_only=True)["version"] == 1
     assert len(list(tmp_path.iterdir())) >= 1  # the half-written temporary file may remain beside it
+
+
+def draws() -> tuple:
+    return random.random(), float(np.random.rand()), torch.rand(3).tolist()
+
+
+def test_rng_state_round_trips_every_generator_through_a_weights_only_checkpoint(tmp_path):
+    torch.save({"rng": RNGState().state_dict()}, tmp_path / "rng.ckpt")
+    expected = draws()
+    draws()  # move every stream on
+    RNGState().load_state_dict(torch.load(tmp_path / "rng.ckpt", weights_only=True)["rng"])
+    assert draws() == expected
+
+
+def epoch_batches(dm: DigitsDataModule, loader: torch.utils.data.DataLoader, epoch: int) -> list[tuple[int, list]]:
+    """(pixel sum, labels) per batch of one training epoch, as the fit loop would fetch them."""
+    dm.train_sampler.set_epoch(epoch)  # what Lightning's fit loop does before every epoch
+    return [(int(images.sum()), labels.tolist()) for images, labels in loader]
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_training_data_resumes_mid_epoch_at_the_next_batch_also_with_persistent_workers(data_dir, workers):
+    """Order and augmentation depend on (seed, epoch, position) only, not on RNG streams or worker processes."""
+    def datamodule() -> DigitsDataModule:
+        torch.manual_seed(7)  # the run seed, as pl.seed_everything sets it before the datamodule is built
+        dm = DigitsDataModule(root=data_dir, batch_size=64, num_workers=workers, persistent_workers=True)
+        dm.setup("fit")
+        return dm
+
+    reference = datamodule()
+    loader = reference.train_dataloader()
+    assert loader.persistent_workers == (workers > 0)
+    full = [epoch_batches(reference, loader, epoch) for epoch in (0, 1)]  # one loader: workers persist
+    assert full[0] != full[1]  # a new order and new augmentation each epoch
+    resumed = datamodule()
+    resumed.load_state_dict({"epoch": 1, "batches": 3})  # a checkpoint taken after 3 batches of epoch 1
+    torch.rand(5)  # the global RNG stands elsewhere after a resume
+    assert epoch_batches(resumed, resumed.train_dataloader(), 1) == full[1][3:]

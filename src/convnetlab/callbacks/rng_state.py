@@ -1,11 +1,10 @@
 """Random-number-generator state in every checkpoint, so a resumed run draws what the original would have.
 
 Lightning restores weights, optimizer, schedulers and loop counters, but not the RNGs; without them
-a resumed run shuffles, augments and drops out differently from an uninterrupted one. Restoring them
-(in ``load_state_dict``, before Lightning creates the first train iterator, which is when the sampler
-and worker seeds are drawn) makes resume-after-kill bit-identical for deterministic runs. DataLoader
-workers that persist across epochs keep their own RNG streams, which cannot be rewound: bit-identical
-resume with ``num_workers > 0`` needs ``data.persistent_workers=false``.
+a resumed run draws different dropout masks (and anything else the model or callbacks sample) from an
+uninterrupted one. The training data does not depend on these streams: its order and augmentation are
+seeded by (seed, epoch, position) (``data/resumable.py``), also in persistent DataLoader workers. With
+both, resume-after-kill is bit-identical for deterministic runs.
 """
 
 from __future__ import annotations
