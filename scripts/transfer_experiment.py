@@ -4,7 +4,8 @@ Run (about 10 minutes on 2 CPU cores; everything is generated locally, nothing i
 
     flock /tmp/convnetlab-heavy.lock python scripts/transfer_experiment.py [--out DIR] [extra Hydra overrides]
 
-``--out DIR`` reuses the finished steps of an earlier (interrupted) run in DIR.
+``--out DIR`` reuses the finished steps of an earlier (interrupted) run in DIR; ``--labels 5,20`` and
+``--seeds 0`` run a subset (the test does, with a few batches per epoch).
 
 1. Pretrain the CPU-sized ResNet-18 on 8 shapes (experiment=transfer_pretrain).
 2. Embed the 8 other shapes with it (convnetlab-embed): linear-probe / k-NN accuracy of the frozen features.
@@ -17,6 +18,7 @@ Run (about 10 minutes on 2 CPU cores; everything is generated locally, nothing i
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import os
@@ -66,12 +68,12 @@ def job_results(sweep_dir: Path) -> list[tuple[str, int, float]]:
     return rows
 
 
-def probe_results(embed_dir: Path) -> dict[str, dict[int, float]]:
+def probe_results(embed_dir: Path, label_counts: list[int]) -> dict[str, dict[int, float]]:
     """Linear probe and k-NN test top-1 on the frozen source embeddings, with the first N labels per class."""
     train, test = (load_embeddings(embed_dir / f"embeddings_{split}.npz") for split in ("train", "test"))
     labels = train["labels"]
     results: dict[str, dict[int, float]] = {"linear probe (frozen embeddings)": {}, "5-NN (frozen embeddings)": {}}
-    for n in LABELS:
+    for n in label_counts:
         keep = np.concatenate([np.flatnonzero(labels == c)[:n] for c in np.unique(labels)])
         x, y = train["features"][keep], labels[keep]
         results["linear probe (frozen embeddings)"][n] = linear_probe_accuracy(x, y, test["features"], test["labels"])
@@ -79,7 +81,8 @@ def probe_results(embed_dir: Path) -> dict[str, dict[int, float]]:
     return results
 
 
-def write_tables(rows: list[tuple[str, int, int, float]], probes: dict[str, dict[int, float]], out: Path) -> str:
+def write_tables(rows: list[tuple[str, int, int, float]], probes: dict[str, dict[int, float]], out: Path,
+                 label_counts: list[int]) -> str:
     """Markdown (mean +- std in %) and CSV (one line per run) tables; returns the Markdown."""
     with open(out / "transfer_results.csv", "w", newline="") as f:
         writer = csv.writer(f)
@@ -87,41 +90,49 @@ def write_tables(rows: list[tuple[str, int, int, float]], probes: dict[str, dict
         writer.writerows([(METHODS[e], n, seed, f"{acc:.4f}") for e, n, seed, acc in rows])
         writer.writerows([(name, n, "", f"{acc:.4f}") for name, accs in probes.items() for n, acc in accs.items()])
     header = "| test top-1 (8 new shapes) | " + " | ".join(
-        f"{n if n != max(LABELS) else f'all ({n})'} labels/class" for n in LABELS) + " |"
-    lines = [header, "|---|" + "---|" * len(LABELS)]
+        f"{n if n != max(LABELS) else f'all ({n})'} labels/class" for n in label_counts) + " |"
+    lines = [header, "|---|" + "---|" * len(label_counts)]
     for experiment, name in METHODS.items():
         cells = []
-        for n in LABELS:
+        for n in label_counts:
             accs = [acc for e, m, _, acc in rows if e == experiment and m == n]
             std = statistics.stdev(accs) if len(accs) > 1 else 0.0
             cells.append(f"{statistics.mean(accs):.1%} +- {std:.1%}" if accs else "-")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     for name, accs in probes.items():
-        lines.append(f"| {name} | " + " | ".join(f"{accs[n]:.1%}" for n in LABELS) + " |")
+        lines.append(f"| {name} | " + " | ".join(f"{accs[n]:.1%}" for n in label_counts) + " |")
     markdown = "\n".join(lines) + "\n"
     (out / "transfer_results.md").write_text(markdown)
     return markdown
 
 
+def parse(args: list[str]) -> tuple[Path, dict[int, int], tuple[int, ...], list[str]]:
+    """--out DIR, --labels N[,N], --seeds S[,S]; everything else is a Hydra override for every run."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "transfer_experiment" / time.strftime("%Y%m%d-%H%M%S"))
+    parser.add_argument("--labels", default=",".join(map(str, LABELS)))
+    parser.add_argument("--seeds", default=",".join(map(str, SEEDS)))
+    known, extra = parser.parse_known_args(args)
+    labels = {int(n): LABELS[int(n)] for n in known.labels.split(",")}
+    return known.out.resolve(), labels, tuple(int(s) for s in known.seeds.split(",")), extra
+
+
 def main(args: list[str]) -> None:
     start = time.time()
-    if args[:1] == ["--out"]:
-        out, extra = Path(args[1]).resolve(), args[2:]
-    else:
-        out, extra = ROOT / "outputs" / "transfer_experiment" / time.strftime("%Y%m%d-%H%M%S"), args
+    out, labels, seeds, extra = parse(args)
     convnetlab("train", "experiment=transfer_pretrain", "logger=csv", *extra, f"hydra.run.dir={out / 'pretrain'}",
                done=out / "pretrain" / "metrics.json")
     source = json.loads((out / "pretrain" / "metrics.json").read_text())
     convnetlab("embed", f"ckpt_path={source['ckpt_best']}", *TARGET, f"data.per_class_train={max(LABELS)}",
                f"hydra.run.dir={out / 'embed'}", done=out / "embed" / "metrics.json")
     rows = []
-    for n, batch_size in LABELS.items():
+    for n, batch_size in labels.items():
         sweep = out / f"labels{n}"
-        convnetlab("train", f"experiment={','.join(METHODS)}", f"seed={','.join(map(str, SEEDS))}", "logger=csv",
+        convnetlab("train", f"experiment={','.join(METHODS)}", f"seed={','.join(map(str, seeds))}", "logger=csv",
                    f"++source_ckpt={source['ckpt_best']}", f"data.per_class_train={n}", f"data.batch_size={batch_size}",
                    *extra, f"hydra.sweep.dir={sweep}", done=sweep / "complete", multirun=True)
         rows += [(experiment, n, seed, acc) for experiment, seed, acc in job_results(sweep)]
-    markdown = write_tables(rows, probe_results(out / "embed"), out)
+    markdown = write_tables(rows, probe_results(out / "embed", list(labels)), out, list(labels))
     minutes = (time.time() - start) / 60
     print(f"\nsource task (8 shapes) test top-1: {source['test/acc1']:.1%}\n\n{markdown}\n"
           f"{len(rows)} target runs; the whole experiment took {minutes:.1f} min; results in {out}")

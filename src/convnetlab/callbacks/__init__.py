@@ -8,8 +8,9 @@ from convnetlab.callbacks.preemption import CheckpointOnSigterm
 from convnetlab.callbacks.progress import EpochLinePrinter, progress_bar
 from convnetlab.callbacks.rng_state import RNGState
 from convnetlab.callbacks.throughput import TrainThroughput
+from convnetlab.callbacks.time_to_accuracy import TimeToAccuracy
 from convnetlab.callbacks.visual_logging import VisualLogging
 
 __all__ = ["AuxiliaryClassifiers", "CheckpointOnSigterm", "EpochLinePrinter", "FeatureExtraction", "FinetuningSchedule",
-           "GradientFlow", "NonFiniteLossError", "RNGState", "StopOnNonFiniteLoss", "TrainThroughput", "VisualLogging",
+           "GradientFlow", "NonFiniteLossError", "RNGState", "StopOnNonFiniteLoss", "TimeToAccuracy", "TrainThroughput", "VisualLogging",
            "progress_bar"]

@@ -11,7 +11,11 @@ from convnetlab.errors import ConvnetlabError
 
 
 class NonFiniteLossError(ConvnetlabError):
-    """The training loss became NaN or infinite."""
+    """The training loss became NaN or infinite at global step ``step``."""
+
+    def __init__(self, message: str, step: int = -1) -> None:
+        super().__init__(message)
+        self.step = step
 
 
 class StopOnNonFiniteLoss(pl.Callback):
@@ -59,5 +63,6 @@ class StopOnNonFiniteLoss(pl.Callback):
         raise NonFiniteLossError(
             f"train/loss is not finite at global step {step} (epoch {epoch}, batch {batch_idx}); training stopped "
             f"and the checkpoints{f' in {last}' if last else ''} keep the last good weights; lower optimizer.lr, "
-            "set trainer.gradient_clip_val or check the data, then resume from last.ckpt."
+            "set trainer.gradient_clip_val or check the data, then resume from last.ckpt.",
+            step=step,
         )

@@ -2,18 +2,22 @@
 
 Every ``every_n_steps`` optimizer steps the L2 norm of each conv/linear weight gradient in the
 backbone is logged as ``train/grad_norm/<layer>``; at the end of training the mean norm per layer is
-plotted (log scale) to ``gradient_flow.png`` in the run dir. Measured in ``on_before_optimizer_step``,
+plotted (log scale) to ``gradient_flow.png`` in the run dir, and the mean norms of the first and the
+last layer go to its ``metrics.json`` (``train/grad_norm_first``, ``train/grad_norm_last``). Measured in ``on_before_optimizer_step``,
 where gradients are unscaled (AMP), accumulated and, under DDP, already averaged across ranks.
 """
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities import rank_zero_only
 from torch import nn
+
+from convnetlab.runs import update_metrics
 
 
 def weight_layers(backbone: nn.Module) -> list[tuple[str, nn.Parameter]]:
@@ -51,8 +55,10 @@ class GradientFlow(pl.Callback):
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not self.history:
             return
-        path = Path(self.output_dir or trainer.default_root_dir) / self.filename
-        self.plot(path)
+        run_dir = Path(self.output_dir or trainer.default_root_dir)
+        self.plot(run_dir / self.filename)
+        means = [statistics.fmean(values) for values in self.history.values()]
+        update_metrics(run_dir, {"train/grad_norm_first": means[0], "train/grad_norm_last": means[-1]})
 
     def plot(self, path: Path) -> Path:
         """Mean (and min..max band) gradient norm per layer, first to last, on a log axis."""

@@ -8,13 +8,17 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from convnetlab.analysis.comparison import COLUMNS, Row, compare, to_markdown, write_csv
 from convnetlab.analysis.comparison_plots import plot_error_vs_epoch, plot_error_vs_gflops
+from convnetlab.analysis.generations import generations_table
+from convnetlab.analysis.generations import to_markdown as generations_markdown
+from convnetlab.analysis.generations import write_csv as write_generations_csv
 from convnetlab.analysis.published import published_errors
 from convnetlab.cli.hydra_app import config_dir, register_resolvers
 from convnetlab.cli.input_checks import check_command_line, exits_on_user_error
+from convnetlab.errors import InputError
 from convnetlab.loggers import wandb_credentials_available
 
 
@@ -50,7 +54,29 @@ def log_to_wandb(rows: list[Row], files: dict[str, Path], output_dir: Path, proj
         wandb.finish()
 
 
+def run_generations(archs: list[str], output_dir: Path) -> dict[str, Path]:
+    """Parameter breakdown of torchvision-exact ImageNet networks (README Findings, parameter efficiency)."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    rows = generations_table(archs)
+    table = generations_markdown(rows)
+    files = {"generations_csv": write_generations_csv(rows, output_dir / "generations.csv"),
+             "generations_md": output_dir / "generations.md"}
+    files["generations_md"].write_text(table)
+    print("\n" + table + f"\nwritten to {output_dir}", flush=True)
+    return files
+
+
 def run_compare(cfg: DictConfig, output_dir: Path) -> dict[str, Path]:
+    generations = cfg.get("generations")
+    if OmegaConf.is_missing(cfg, "runs") or cfg.runs is None:
+        if not generations:
+            raise InputError("give runs=DIR (finished runs or a multirun dir) or generations=[alexnet,googlenet,...]")
+        return run_generations(list(generations), output_dir)
+    files = run_generations(list(generations), output_dir) if generations else {}
+    return files | compare_runs(cfg, output_dir)
+
+
+def compare_runs(cfg: DictConfig, output_dir: Path) -> dict[str, Path]:
     paths = list(cfg.runs) if isinstance(cfg.runs, ListConfig | list) else [cfg.runs]
     rows, problems = compare(paths)
     output_dir.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_only
 
 from convnetlab.analysis.complexity import count_parameters, forward_gflops, inference_images_per_second, peak_memory_mb
-from convnetlab.callbacks import TrainThroughput
+from convnetlab.callbacks import NonFiniteLossError, TrainThroughput
 from convnetlab.cli.hydra_app import config_dir, pin_ddp_children_to_this_job, register_resolvers, resume_argv
 from convnetlab.cli.input_checks import check_command_line, exits_on_user_error, keep_run_config
 from convnetlab.cli.report import print_result_table
@@ -37,6 +37,8 @@ def _find(callbacks: list[pl.Callback], kind: type) -> pl.Callback | None:
 def train(cfg: DictConfig, run_dir: Path) -> dict:
     """Train ``cfg`` into ``run_dir`` and return the metrics written to ``metrics.json``."""
     env_before = {key: os.environ.get(key) for key in DDP_LAUNCH_ENV}
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
     pl.seed_everything(cfg.seed, workers=True)
     datamodule: pl.LightningDataModule = instantiate(cfg.data)
     if cfg.module.num_classes != datamodule.num_classes:
@@ -63,8 +65,16 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             "gflops": forward_gflops(module.backbone, (datamodule.channels, datamodule.image_size, datamodule.image_size)),
         }
         rank_zero_info(f"{cfg.model.arch}: {complexity['params']:,} parameters, {complexity['gflops']:.4f} GFLOPs/image")
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         metrics = {"model": cfg.model.arch, "data": cfg.data.name, **complexity}
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        except NonFiniteLossError as err:
+            if cfg.get("on_divergence", "raise") != "record":
+                raise
+            failed = True  # the W&B run is marked failed; the sweep goes on with its next job
+            rank_zero_info(f"diverged (on_divergence=record): {err}")
+            metrics["train/diverged_at_step"] = err.step
+            return update_metrics(run_dir, metrics) if trainer.is_global_zero else metrics
         metrics.update(_evaluate_best(cfg, trainer, module, datamodule, callbacks))
         throughput = _find(callbacks, TrainThroughput)
         if throughput is not None:

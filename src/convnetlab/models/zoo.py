@@ -24,7 +24,9 @@ Options for small inputs and CPUs:
 - ``arch_kwargs``: resnet ``zero_init_residual``; googlenet ``aux_logits`` (default False; if
   True, train mode returns torchvision's ``GoogLeNetOutputs(logits, aux_logits2, aux_logits1)``
   instead of a tensor) and ``transform_input`` (default False: inputs are normalised by the data
-  pipeline); lenet5 ``variant`` and ``c3_table`` (see :mod:`convnetlab.models.lenet`, which is
+  pipeline); designnet ``widths``, ``block``, ``kernel``, ``depth``, ``norm``, ``activation``, ``head``
+  (see :mod:`convnetlab.models.design_net`, the ablation skeleton of the README's Findings); lenet5
+  ``variant`` and ``c3_table`` (see :mod:`convnetlab.models.lenet`, which is
   32 px only and ignores ``small_input``).
 
 Options that a family has no layer for (e.g. ``dropout`` for ResNet) raise instead of being
@@ -44,6 +46,7 @@ from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 from torchvision.models.vgg import VGG, cfgs, make_layers
 
 from convnetlab.models import weights as pretrained_weights
+from convnetlab.models.design_net import DesignNet
 from convnetlab.models.lenet import LeNet5
 from convnetlab.errors import InputError
 
@@ -73,6 +76,7 @@ ARCHS: tuple[str, ...] = (
     *(f"{vgg}{bn}" for vgg in _VGG_CFGS for bn in ("", "_bn")),
     "googlenet",
     *_RESNETS,
+    "designnet",
 )
 
 
@@ -266,7 +270,7 @@ def _check_arch(arch: str) -> None:
 def classifier_name(arch: str) -> str:
     """Attribute path of the final classifier module, e.g. to swap the head for fine-tuning."""
     _check_arch(arch)
-    return "fc" if arch == "googlenet" or arch.startswith("resnet") else "classifier"
+    return "fc" if arch == "googlenet" or arch.startswith("resnet") else "classifier"  # designnet too
 
 
 def build_model(
@@ -297,12 +301,18 @@ def build_model(
         return model
     if width <= 0:
         raise InputError(f"width must be positive, got {width}")
-    has_mlp_head = arch == "alexnet" or arch.startswith("vgg")
+    has_mlp_head = arch in ("alexnet", "designnet") or arch.startswith("vgg")
     if classifier_hidden != "auto" and not has_mlp_head:
         raise InputError(f"classifier_hidden applies to AlexNet/VGG only, not {arch}")
     if dropout is not None and not (has_mlp_head or arch == "googlenet"):
         raise InputError(f"{arch} has no dropout layer; leave dropout=None")
 
+    if arch == "designnet":  # 32-64 px ablation skeleton; small_input does not apply
+        widths = [max(4, round(c * width)) for c in arch_kwargs.pop("widths", (16, 32, 64))]
+        if classifier_hidden != "auto":
+            arch_kwargs["hidden"] = classifier_hidden
+        return DesignNet(num_classes, in_channels, input_size, widths=tuple(widths), dropout=dropout or 0.0,
+                         **arch_kwargs)
     if arch == "lenet5":
         if input_size != 32:
             raise InputError(

@@ -1,0 +1,135 @@
+"""``hydra.callbacks.finding``: turn a finished Findings multirun into its table, plot and JSON.
+
+Every ``conf/experiment/findings/*.yaml`` sweeps with ``hydra.sweeper.params`` and registers this
+callback, so ``convnetlab-train -m experiment=findings/<name>`` is the whole experiment: when the last
+job ends, the sweep dir gets ``finding.md`` (claim, command, table), ``finding.json`` (every number,
+per row and key) and ``finding.png``. Nothing is typed by hand; the README quotes these files.
+
+Post steps run the project's own tools on each job's best checkpoint first and add their numbers to
+the job's values: ``sanity_check`` (``convnetlab-visualize``: the saliency sanity-check scores),
+``probe`` (``convnetlab-probe`` over all jobs: mean accuracy per distortion) and ``filters`` (kernel
+grids of the first and a late conv layer at initialisation and trained, and how much of their energy
+sits at low spatial frequencies; see :mod:`convnetlab.analysis.filter_structure`).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from convnetlab.analysis import findings
+from convnetlab.analysis.findings import Job
+
+FILES = {"md": "finding.md", "json": "finding.json", "png": "finding.png"}
+
+
+def best_checkpoint(job: Job) -> str | None:
+    return job.metrics.get("ckpt_best") or job.metrics.get("ckpt_last")
+
+
+def run_tool(tool: str, *overrides: str) -> None:
+    """One of the project's own commands, in a child process (so its Hydra run is its own)."""
+    subprocess.run([sys.executable, "-m", f"convnetlab.cli.{tool}", *overrides], check=True)
+
+
+def add_sanity_scores(jobs: list[Job], sweep_dir: Path, options: dict[str, Any]) -> list[str]:
+    """``sanity/<method>``: mean Spearman similarity of trained vs randomised maps (convnetlab-visualize)."""
+    for job in jobs:
+        if best_checkpoint(job) is None:
+            continue
+        out = job.path / "visualize"
+        run_tool("visualize", f"ckpt_path={best_checkpoint(job)}", f"hydra.run.dir={out}",
+                 *(f"{k}={v}" for k, v in options.items()))
+        summary = json.loads((out / "summary.json").read_text())["sanity_check"]
+        job.metrics.update({f"sanity/{name}": result["spearman"] for name, result in summary.items()
+                            if isinstance(result, dict)})
+    return [str(job.path / "visualize" / "sanity_check.png") for job in jobs if best_checkpoint(job)]
+
+
+def add_probe_scores(jobs: list[Job], sweep_dir: Path, options: dict[str, Any]) -> list[str]:
+    """``probe/<transform>``: mean test top-1 over that distortion's magnitudes (convnetlab-probe)."""
+    with_ckpt = [job for job in jobs if best_checkpoint(job)]
+    if not with_ckpt:
+        return []
+    out = sweep_dir / "probe"
+    labels = [" ".join(f"{k.split('.')[-1]}={v}" for k, v in job.overrides.items()) or "run" for job in with_ckpt]
+    run_tool("probe", f"ckpt_paths=[{','.join(best_checkpoint(j) for j in with_ckpt)}]",
+             "labels=[" + ",".join(f"'{label}'" for label in labels) + "]", f"hydra.run.dir={out}",
+             *(f"{k}={v}" for k, v in options.items()))
+    with open(out / "invariance.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    for job in with_ckpt:
+        mine = [r for r in rows if r["ckpt"] == best_checkpoint(job)]
+        for transform in dict.fromkeys(r["transform"] for r in mine):
+            accs = [float(r["acc1"]) for r in mine if r["transform"] == transform and float(r["magnitude"]) != 0]
+            job.metrics[f"probe/{transform}"] = sum(accs) / len(accs)
+    return [str(out / "invariance.png")]
+
+
+def add_filter_structure(jobs: list[Job], sweep_dir: Path, options: dict[str, Any]) -> list[str]:
+    """``filters/<which>_<when>``: low-frequency energy share of the first / a late conv layer."""
+    from convnetlab.analysis.filter_structure import filters_at_init_and_trained
+
+    pictures = []
+    for job in jobs:
+        if best_checkpoint(job) is None:
+            continue
+        stats, png = filters_at_init_and_trained(best_checkpoint(job), job.path / "filters.png", **options)
+        job.metrics.update(stats)
+        pictures.append(str(png))
+    return pictures
+
+
+POST_STEPS = {"sanity_check": add_sanity_scores, "probe": add_probe_scores, "filters": add_filter_structure}
+
+
+class FindingReport(Callback):
+    """Hydra callback writing ``finding.{md,json,png}`` into the sweep dir when the multirun ends.
+
+    Args:
+        name, claim: the finding's title and the claim under test, copied into ``finding.md``.
+        columns: metrics key -> [header, format], the table's columns in order.
+        plot: ``y`` (a key of ``columns``), optional ``x`` and ``series`` (override keys) and ``log_y``.
+        post: name of a post step (``sanity_check`` | ``probe`` | ``filters``) -> its options.
+    """
+
+    def __init__(self, name: str, claim: str, columns: dict, plot: dict, post: dict | None = None) -> None:
+        self.name, self.claim = name, claim
+        self.columns = {k: tuple(v) for k, v in columns.items()}
+        self.plot, self.post = dict(plot), dict(post or {})
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self.command = "convnetlab-train " + " ".join(sys.argv[1:])  # before jobs rewrite sys.argv (DDP)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self.write(Path(config.hydra.sweep.dir), getattr(self, "command", "convnetlab-train -m ..."))
+
+    def write(self, sweep_dir: Path, command: str) -> dict[str, Path]:
+        jobs = findings.load_jobs(sweep_dir)
+        if not jobs:
+            print(f"finding {self.name}: no job in {sweep_dir} wrote metrics.json; nothing to report", flush=True)
+            return {}
+        pictures = []
+        for step, options in self.post.items():
+            pictures += POST_STEPS[step](jobs, sweep_dir, OmegaConf.to_container(options) if isinstance(options, DictConfig) else dict(options or {}))
+        rows = findings.group_jobs(jobs)
+        table = findings.to_markdown(rows, self.columns)
+        header, _ = self.columns[self.plot["y"]]
+        files = {key: sweep_dir / name for key, name in FILES.items()}
+        findings.plot_rows(rows, files["png"], y=self.plot["y"], y_label=header, x=self.plot.get("x"),
+                           series=self.plot.get("series"), log_y=self.plot.get("log_y", False), title=self.name)
+        files["md"].write_text(f"# {self.name}\n\nClaim: {self.claim}\n\n```bash\n{command}\n```\n\n{table}\n"
+                               + "".join(f"- {p}\n" for p in [str(files["png"]), *pictures]))
+        files["json"].write_text(json.dumps({"name": self.name, "claim": self.claim, "command": command,
+                                             "columns": {k: v[0] for k, v in self.columns.items()},
+                                             "rows": findings.to_json(rows, self.columns), "pictures": pictures},
+                                            indent=2) + "\n")
+        print(f"\n{self.name}\n\n{table}\nfinding written to {files['md']}", flush=True)
+        return files
