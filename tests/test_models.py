@@ -49,7 +49,7 @@ def torchvision_model(arch: str) -> nn.Module:
 
 
 def test_every_torchvision_arch_is_covered():
-    assert set(ARCHS) == {"lenet5", *IMAGENET}
+    assert set(ARCHS) == {"lenet5", "designnet", *IMAGENET}  # designnet: the Findings ablation skeleton
 
 
 # Parameters and FLOPs live on the meta device: exact shapes, no memory, no init cost.
