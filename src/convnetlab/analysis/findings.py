@@ -68,7 +68,7 @@ def group_jobs(jobs: Sequence[Job]) -> list[FindingRow]:
     rows: dict[str, FindingRow] = {}
     for job in jobs:
         settings = {k: job.overrides.get(k, "-") for k in varying}
-        label = " ".join(f"{k.split('.')[-1]}={v}" for k, v in settings.items()) or "run"
+        label = " ".join(f"{_short(k)}={v}" for k, v in settings.items()) or "run"
         rows.setdefault(label, FindingRow(label, settings)).jobs.append(job)
     return list(rows.values())
 
@@ -111,9 +111,14 @@ def _plain(value: float) -> float | None:
     return None if math.isnan(value) else value
 
 
+def _short(key: str) -> str:
+    return key.replace("/", ".").split(".")[-1]
+
+
 def plot_rows(rows: Sequence[FindingRow], path: Path, y: str, y_label: str, x: str | None = None,
-              series: str | None = None, log_y: bool = False, title: str = "") -> Path:
-    """``y`` per row: a line per ``series`` over ``x`` if given, else horizontal bars (error bars = std)."""
+              log_y: bool = False, title: str = "") -> Path:
+    """``y`` per row: with ``x`` (an override key) one line per combination of the other settings,
+    else horizontal bars; error bars are the std over seeds."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -130,19 +135,20 @@ def plot_rows(rows: Sequence[FindingRow], path: Path, y: str, y_label: str, x: s
         if log_y:
             ax.set_xscale("log")
     else:
-        groups: dict[str, list[FindingRow]] = {}
+        lines: dict[str, list[FindingRow]] = {}
         for row in rows:
-            groups.setdefault(row.settings.get(series, "") if series else "", []).append(row)
-        for name, members in groups.items():
+            name = " ".join(f"{_short(k)}={v}" for k, v in row.settings.items() if k != x)
+            lines.setdefault(name, []).append(row)
+        for name, members in lines.items():
             members = sorted(members, key=lambda r: _number(r.settings.get(x, "")))
             ax.errorbar([_number(r.settings.get(x, "")) for r in members], [r.mean(y) for r in members],
                         yerr=[0.0 if math.isnan(r.std(y)) else r.std(y) for r in members],
-                        marker="o", capsize=3, label=f"{series.split('.')[-1]}={name}" if series else None)
-        ax.set_xlabel(x.split(".")[-1])
+                        marker="o", capsize=3, label=name or None)
+        ax.set_xlabel(_short(x))
         ax.set_ylabel(y_label)
         if log_y:
             ax.set_yscale("log")
-        if series:
+        if len(lines) > 1:
             ax.legend(fontsize=8)
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)

@@ -4,9 +4,10 @@ Every ``conf/experiment/findings/*.yaml`` sweeps with ``hydra.sweeper.params`` a
 callback, so ``convnetlab-train -m experiment=findings/<name>`` is the whole experiment: when the last
 job ends, the sweep dir gets ``finding.md`` (claim, command, table), ``finding.json`` (every number,
 per row and key) and ``finding.png``. Nothing is typed by hand; the README quotes these files.
+A diverged job (``on_divergence: record``) is a row with the step its loss went NaN, not a lost sweep.
 
 Post steps run the project's own tools on each job's best checkpoint first and add their numbers to
-the job's values: ``sanity_check`` (``convnetlab-visualize``: the saliency sanity-check scores),
+the job's values (also written to its ``metrics.json``): ``sanity_check`` (``convnetlab-visualize``: the saliency sanity-check scores),
 ``probe`` (``convnetlab-probe`` over all jobs: mean accuracy per distortion) and ``filters`` (kernel
 grids of the first and a late conv layer at initialisation and trained, and how much of their energy
 sits at low spatial frequencies; see :mod:`convnetlab.analysis.filter_structure`).
@@ -26,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from convnetlab.analysis import findings
 from convnetlab.analysis.findings import Job
+from convnetlab.runs import update_metrics
 
 FILES = {"md": "finding.md", "json": "finding.json", "png": "finding.png"}
 
@@ -59,7 +61,8 @@ def add_probe_scores(jobs: list[Job], sweep_dir: Path, options: dict[str, Any]) 
     if not with_ckpt:
         return []
     out = sweep_dir / "probe"
-    labels = [" ".join(f"{k.split('.')[-1]}={v}" for k, v in job.overrides.items()) or "run" for job in with_ckpt]
+    labels = [" ".join(f"{k.split('.')[-1]}={v}" for k, v in job.overrides.items() if k != "experiment") or "run"
+              for job in with_ckpt]
     run_tool("probe", f"ckpt_paths=[{','.join(best_checkpoint(j) for j in with_ckpt)}]",
              "labels=[" + ",".join(f"'{label}'" for label in labels) + "]", f"hydra.run.dir={out}",
              *(f"{k}={v}" for k, v in options.items()))
@@ -96,7 +99,7 @@ class FindingReport(Callback):
     Args:
         name, claim: the finding's title and the claim under test, copied into ``finding.md``.
         columns: metrics key -> [header, format], the table's columns in order.
-        plot: ``y`` (a key of ``columns``), optional ``x`` and ``series`` (override keys) and ``log_y``.
+        plot: ``y`` (a key of ``columns``), optional ``x`` (an override key: lines over it) and ``log_y``.
         post: name of a post step (``sanity_check`` | ``probe`` | ``filters``) -> its options.
     """
 
@@ -118,13 +121,17 @@ class FindingReport(Callback):
             return {}
         pictures = []
         for step, options in self.post.items():
-            pictures += POST_STEPS[step](jobs, sweep_dir, OmegaConf.to_container(options) if isinstance(options, DictConfig) else dict(options or {}))
+            options = OmegaConf.to_container(options) if isinstance(options, DictConfig) else dict(options or {})
+            pictures += POST_STEPS[step](jobs, sweep_dir, options)
+        if self.post:  # each job keeps the numbers its post steps measured
+            for job in jobs:
+                update_metrics(job.path, job.metrics)
         rows = findings.group_jobs(jobs)
         table = findings.to_markdown(rows, self.columns)
         header, _ = self.columns[self.plot["y"]]
         files = {key: sweep_dir / name for key, name in FILES.items()}
         findings.plot_rows(rows, files["png"], y=self.plot["y"], y_label=header, x=self.plot.get("x"),
-                           series=self.plot.get("series"), log_y=self.plot.get("log_y", False), title=self.name)
+                           log_y=self.plot.get("log_y", False), title=self.name)
         files["md"].write_text(f"# {self.name}\n\nClaim: {self.claim}\n\n```bash\n{command}\n```\n\n{table}\n"
                                + "".join(f"- {p}\n" for p in [str(files["png"]), *pictures]))
         files["json"].write_text(json.dumps({"name": self.name, "claim": self.claim, "command": command,
