@@ -30,8 +30,7 @@ CASES = {
     "gap_head": (["seed=1", *FDR], ["head=fc", "head=gap"], []),
     "activations": (["seed=1", *FDR], ["activation=relu", "activation=tanh", "activation=sigmoid"], []),
     "aux_heads": (["seed=1", *FDR], ["aux_heads=none", "aux_heads=vgg19_stages_2_3"], []),
-    "augmentation": (["augment=none,default", "seed=1", *WITH_CHECKPOINT], ["augment=none", "augment=default"],
-                     ["probe/rotate", "probe/noise"]),
+    "augmentation": (["augment=default", "seed=1", *WITH_CHECKPOINT], ["run"], ["probe/rotate", "probe/noise"]),
     "saliency": (["data=digits", "seed=1,2", *WITH_CHECKPOINT], ["run"], ["sanity/saliency", "sanity/input_edges"]),
     "filters": (["seed=1", *WITH_CHECKPOINT, *SMALL_SHAPES[:-2]], ["run"], ["filters/first_trained", "filters/late_init"]),
 }

@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from convnetlab.analysis import findings
 from convnetlab.analysis.findings import Job
+from convnetlab.errors import InputError
 from convnetlab.runs import update_metrics
 
 FILES = {"md": "finding.md", "json": "finding.json", "png": "finding.png"}
@@ -106,6 +107,10 @@ class FindingReport(Callback):
     def __init__(self, name: str, claim: str, columns: dict, plot: dict, post: dict | None = None) -> None:
         self.name, self.claim = name, claim
         self.columns = {k: tuple(v) for k, v in columns.items()}
+        bad = [k for k, v in self.columns.items() if len(v) != 2]
+        if bad:  # checked when the sweep starts, not after its last job
+            raise InputError(f"finding.columns.{bad[0]}: give [header, format] (quote a header with commas), "
+                             f"got {list(self.columns[bad[0]])}")
         self.plot, self.post = dict(plot), dict(post or {})
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
