@@ -65,7 +65,7 @@ def filters_at_init_and_trained(ckpt_path: str | Path, png: Path, layers: list[s
             weight = model.get_submodule(name).weight
             stats[f"filters/{which}_{when}"] = low_frequency_share(weight)
             grids.append((f"{name} ({k}x{k}) {when}: low-freq share {stats[f'filters/{which}_{when}']:.2f}"
-                          f" (noise {stats[f'filters/{which}_noise']:.2f})", filter_grid(weight, max_filters=32, max_inputs=8)))
+                          f" (noise {stats[f'filters/{which}_noise']:.2f})", filter_grid(weight, max_filters=16, max_inputs=16)))
     return stats, _save_grids(grids, png)
 
 
