@@ -113,6 +113,9 @@ def parse(args: list[str]) -> tuple[Path, dict[int, int], tuple[int, ...], list[
     parser.add_argument("--labels", default=",".join(map(str, LABELS)))
     parser.add_argument("--seeds", default=",".join(map(str, SEEDS)))
     known, extra = parser.parse_known_args(args)
+    unknown = [n for n in known.labels.split(",") if not n.isdigit() or int(n) not in LABELS]
+    if unknown:
+        parser.error(f"--labels {unknown[0]}: choose from {','.join(map(str, LABELS))}")
     labels = {int(n): LABELS[int(n)] for n in known.labels.split(",")}
     return known.out.resolve(), labels, tuple(int(s) for s in known.seeds.split(",")), extra
 

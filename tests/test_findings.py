@@ -72,10 +72,11 @@ def test_one_by_one_reductions_shrink_the_inception_module():
 
 
 def test_gap_head_has_no_hidden_layers_and_fc_head_flattens_the_last_map():
-    gap = build_model("designnet", 10, widths=[32, 64, 128], head="gap")
-    fc = build_model("designnet", 10, widths=[32, 64, 128], head="fc", classifier_hidden=256)
+    gap = build_model("designnet", 10, input_size=32, widths=[32, 64, 128], head="gap")
+    fc = build_model("designnet", 10, input_size=32, widths=[32, 64, 128], head="fc", classifier_hidden=256)
     assert count_parameters(gap.classifier) == 128 * 10 + 10
-    assert count_parameters(fc.classifier) == (128 * 4 * 4 + 1) * 256 + 257 * 256 + 257 * 10
+    assert count_parameters(fc.classifier) == (128 * 8 * 8 + 1) * 256 + 257 * 256 + 257 * 10  # 3 stages, 2 pools
+    assert fc(torch.randn(2, 3, 32, 32)).shape == (2, 10)
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
@@ -118,6 +119,18 @@ def test_time_to_accuracy_reports_null_when_never_reached(tmp_path):
     callback.on_fit_end(None, None)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["val/epochs_to_target"] is None and metrics["val/seconds_to_target"] is None
+
+
+def test_time_to_accuracy_survives_a_resume(tmp_path):
+    before = TimeToAccuracy(target=0.5, output_dir=str(tmp_path))
+    before.on_fit_start(None, None)
+    before.on_validation_end(SimpleNamespace(sanity_checking=False, current_epoch=2,
+                                             callback_metrics={"val/acc1": torch.tensor(0.6)}), None)
+    after = TimeToAccuracy(target=0.5, output_dir=str(tmp_path))
+    after.load_state_dict(before.state_dict())
+    after.on_fit_start(None, None)
+    assert (after.epochs, after.seconds) == (3, before.seconds)
+    assert after.elapsed() >= before.seconds  # the clock continues from where the run stopped
 
 
 def test_generations_table_matches_the_published_parameter_counts():

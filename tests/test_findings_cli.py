@@ -44,6 +44,9 @@ def test_finding_runs_and_reports_its_jobs_own_numbers(name, data_dir, tmp_path)
             data_dir=data_dir)
     report = json.loads((sweep / "finding.json").read_text())
     assert [row["label"] for row in report["rows"]] == labels
+    written = {key for row in report["rows"] for job in row["runs"] for key in read_metrics(Path(job))}
+    missing = set(report["columns"]) - written - {"train/diverged_at_step"}  # only diverged jobs write that one
+    assert not missing, f"no job wrote {missing}: a mistyped column or a metric that is not logged"
     assert f"experiment=findings/{name}" in report["command"] and report["claim"]
     for row in report["rows"]:
         for key in report["columns"]:
@@ -65,7 +68,7 @@ def test_a_diverging_job_is_recorded_and_the_sweep_goes_on(data_dir, tmp_path):
             cwd=tmp_path, data_dir=data_dir)
     diverged, fine = read_metrics(sweep / "0"), read_metrics(sweep / "1")
     assert diverged["train/diverged_at_step"] >= 0 and "val/acc1" not in diverged
-    assert "train/diverged_at_step" not in fine and fine["test/acc1"] is not None
+    assert fine["train/diverged_at_step"] is None and fine["test/acc1"] is not None
     rows = json.loads((sweep / "finding.json").read_text())["rows"]
     assert rows[0]["mean"]["train/diverged_at_step"] == diverged["train/diverged_at_step"]
     assert rows[0]["mean"]["val/acc1"] is None

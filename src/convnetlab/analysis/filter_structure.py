@@ -19,6 +19,7 @@ from hydra.utils import instantiate
 from torch import Tensor
 
 from convnetlab.analysis.filters import conv_layers, filter_grid
+from convnetlab.errors import InputError
 from convnetlab.runs import run_dir_of_checkpoint
 
 
@@ -57,6 +58,9 @@ def filters_at_init_and_trained(ckpt_path: str | Path, png: Path, layers: list[s
     initial = instantiate(dict(module.hparams.backbone))
     convs = dict(conv_layers(trained))
     names = list(layers) if layers else [next(iter(convs)), list(convs)[-1]]
+    if len(names) != 2 or any(name not in convs for name in names):
+        raise InputError(f"filters: layers needs two conv layer names (early, late), got {names}; "
+                         f"conv layers: {', '.join(convs)}")
     stats, grids = {}, []
     for which, name in zip(("first", "late"), names):
         k = convs[name].weight.shape[-1]
@@ -75,7 +79,7 @@ def _save_grids(grids: list[tuple[str, Tensor]], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(len(grids) // 2, 2, figsize=(8.0, 4.2 * len(grids) // 2), squeeze=False)
+    fig, axes = plt.subplots(len(grids) // 2, 2, figsize=(8.0, 4.2 * (len(grids) // 2)), squeeze=False)
     for ax, (title, grid) in zip(axes.flat, grids):
         ax.imshow(grid.permute(1, 2, 0).squeeze(-1).numpy(), cmap="gray", interpolation="nearest")
         ax.set_title(title, fontsize=8)

@@ -84,7 +84,7 @@ def cell(row: FindingRow, key: str, fmt: str) -> str:
     mean, std = row.mean(key), row.std(key)
     text = format_value(mean, fmt)
     if not math.isnan(std) and std > 0:
-        text += " ± " + format_value(std, fmt).removesuffix("%") + ("%" if fmt.endswith("%}") else "")
+        text += " ± " + format_value(std, fmt)
     have = len(row.values(key))
     if 0 < have < len(row.jobs):
         text += f" ({have}/{len(row.jobs)} runs)"

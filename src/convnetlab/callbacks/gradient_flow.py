@@ -57,8 +57,10 @@ class GradientFlow(pl.Callback):
             return
         run_dir = Path(self.output_dir or trainer.default_root_dir)
         self.plot(run_dir / self.filename)
-        means = [statistics.fmean(values) for values in self.history.values()]
-        update_metrics(run_dir, {"train/grad_norm_first": means[0], "train/grad_norm_last": means[-1]})
+        ordered = [name for name, _ in weight_layers(pl_module.backbone) if name in self.history]  # input -> output
+        if ordered:  # a layer unfrozen late joins history late, so follow the network's order, not history's
+            mean = {name: statistics.fmean(self.history[name]) for name in (ordered[0], ordered[-1])}
+            update_metrics(run_dir, {"train/grad_norm_first": mean[ordered[0]], "train/grad_norm_last": mean[ordered[-1]]})
 
     def plot(self, path: Path) -> Path:
         """Mean (and min..max band) gradient norm per layer, first to last, on a log axis."""

@@ -68,6 +68,8 @@ def run_generations(archs: list[str], output_dir: Path) -> dict[str, Path]:
 
 def run_compare(cfg: DictConfig, output_dir: Path) -> dict[str, Path]:
     generations = cfg.get("generations")
+    if isinstance(generations, str):  # generations=alexnet
+        generations = [generations]
     if OmegaConf.is_missing(cfg, "runs") or cfg.runs is None:
         if not generations:
             raise InputError("give runs=DIR (finished runs or a multirun dir) or generations=[alexnet,googlenet,...]")

@@ -107,11 +107,20 @@ class FindingReport(Callback):
     def __init__(self, name: str, claim: str, columns: dict, plot: dict, post: dict | None = None) -> None:
         self.name, self.claim = name, claim
         self.columns = {k: tuple(v) for k, v in columns.items()}
+        self.plot, self.post = dict(plot), dict(post or {})
+        self._check()
+
+    def _check(self) -> None:
+        """Config mistakes surface when the sweep starts: Hydra would only warn after the last job."""
         bad = [k for k, v in self.columns.items() if len(v) != 2]
-        if bad:  # checked when the sweep starts, not after its last job
+        if bad:
             raise InputError(f"finding.columns.{bad[0]}: give [header, format] (quote a header with commas), "
                              f"got {list(self.columns[bad[0]])}")
-        self.plot, self.post = dict(plot), dict(post or {})
+        if self.plot.get("y") not in self.columns:
+            raise InputError(f"finding.plot.y={self.plot.get('y')!r} is not one of finding.columns: {', '.join(self.columns)}")
+        unknown = [step for step in self.post if step not in POST_STEPS]
+        if unknown:
+            raise InputError(f"unknown finding.post step {unknown[0]!r}; valid: {', '.join(POST_STEPS)}")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self.command = "convnetlab-train " + " ".join(sys.argv[1:])  # before jobs rewrite sys.argv (DDP)
@@ -127,7 +136,10 @@ class FindingReport(Callback):
         pictures = []
         for step, options in self.post.items():
             options = OmegaConf.to_container(options) if isinstance(options, DictConfig) else dict(options or {})
-            pictures += POST_STEPS[step](jobs, sweep_dir, options)
+            try:
+                pictures += POST_STEPS[step](jobs, sweep_dir, options)
+            except (subprocess.CalledProcessError, OSError, KeyError, ValueError) as err:
+                print(f"finding {self.name}: post step {step} failed ({err}); its columns stay empty", flush=True)
         if self.post:  # each job keeps the numbers its post steps measured
             for job in jobs:
                 update_metrics(job.path, job.metrics)

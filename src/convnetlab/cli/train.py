@@ -37,6 +37,7 @@ def _find(callbacks: list[pl.Callback], kind: type) -> pl.Callback | None:
 def train(cfg: DictConfig, run_dir: Path) -> dict:
     """Train ``cfg`` into ``run_dir`` and return the metrics written to ``metrics.json``."""
     env_before = {key: os.environ.get(key) for key in DDP_LAUNCH_ENV}
+    threads_before = torch.get_num_threads()  # restored at the end: the next multirun job starts clean
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     pl.seed_everything(cfg.seed, workers=True)
@@ -75,6 +76,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             rank_zero_info(f"diverged (on_divergence=record): {err}")
             metrics["train/diverged_at_step"] = err.step
             return update_metrics(run_dir, metrics) if trainer.is_global_zero else metrics
+        metrics["train/diverged_at_step"] = None  # a resumed run that got through is no longer diverged
         metrics.update(_evaluate_best(cfg, trainer, module, datamodule, callbacks))
         throughput = _find(callbacks, TrainThroughput)
         if throughput is not None:
@@ -90,6 +92,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     finally:
         finish_wandb(loggers, exit_code=1 if failed else 0)
         _leave_process_group(env_before)
+        torch.set_num_threads(threads_before)
 
 
 DDP_LAUNCH_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")

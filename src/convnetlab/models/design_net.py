@@ -1,6 +1,7 @@
 """DesignNet: one small CNN skeleton whose parts can be swapped one at a time, to test design claims.
 
-stem (3x3 conv) -> three stages of ``blocks`` (2x2 max pool between stages) -> head. Everything else
+stem (3x3 conv) -> three stages of ``blocks`` (2x2 max pool between stages, so the last maps are
+input/4) -> head. Everything else
 stays fixed while one choice changes, so a difference in accuracy is the choice's:
 
 - ``block``: ``conv`` one kxk conv; ``stack3`` (k-1)/2 stacked 3x3 convs, the same receptive field

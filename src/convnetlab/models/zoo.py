@@ -270,7 +270,7 @@ def _check_arch(arch: str) -> None:
 def classifier_name(arch: str) -> str:
     """Attribute path of the final classifier module, e.g. to swap the head for fine-tuning."""
     _check_arch(arch)
-    return "fc" if arch == "googlenet" or arch.startswith("resnet") else "classifier"  # designnet too
+    return "fc" if arch == "googlenet" or arch.startswith("resnet") else "classifier"  # AlexNet, VGG, LeNet-5, DesignNet
 
 
 def build_model(
