@@ -29,9 +29,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from convnetlab.analysis.embeddings import knn_accuracy, linear_probe_accuracy, load_embeddings
+from convnetlab.analysis.findings import load_jobs
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = {5: 8, 20: 16, 100: 32}  # labelled images per class -> batch size (a few steps per epoch each)
@@ -60,12 +60,8 @@ def convnetlab(command: str, *overrides: str, done: Path, multirun: bool = False
 
 def job_results(sweep_dir: Path) -> list[tuple[str, int, float]]:
     """(experiment, seed, test top-1) of every job of a multirun."""
-    rows = []
-    for job in sorted(p for p in sweep_dir.iterdir() if (p / "metrics.json").is_file()):
-        overrides = dict(o.split("=", 1) for o in yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()))
-        rows.append((overrides["experiment"], int(overrides["seed"]),
-                     json.loads((job / "metrics.json").read_text())["test/acc1"]))
-    return rows
+    return [(job.overrides["experiment"], int(job.overrides["seed"]), job.metrics["test/acc1"])
+            for job in load_jobs(sweep_dir)]
 
 
 def probe_results(embed_dir: Path, label_counts: list[int]) -> dict[str, dict[int, float]]:

@@ -3,8 +3,8 @@
 Every ``every_n_steps`` optimizer steps the L2 norm of each conv/linear weight gradient in the
 backbone is logged as ``train/grad_norm/<layer>``; at the end of training the mean norm per layer is
 plotted (log scale) to ``gradient_flow.png`` in the run dir, and the mean norms of the first and the
-last layer go to its ``metrics.json`` (``train/grad_norm_first``, ``train/grad_norm_last``). Measured in ``on_before_optimizer_step``,
-where gradients are unscaled (AMP), accumulated and, under DDP, already averaged across ranks.
+last layer go to its ``metrics.json`` (``train/grad_norm_first``, ``train/grad_norm_last``). Measured
+in ``on_before_optimizer_step``, where gradients are unscaled (AMP), accumulated and, under DDP, already averaged across ranks.
 """
 
 from __future__ import annotations
