@@ -159,3 +159,15 @@ def test_sweep_rows_group_seeds_and_keep_the_sweep_order(tmp_path):
     assert rows[0].mean("val/acc1") == pytest.approx(0.6) and rows[0].std("val/acc1") == pytest.approx(0.1414, abs=1e-4)
     table = findings.to_markdown(rows, {"val/acc1": ("val top-1", "{:.1%}")})
     assert "| block=plain | 2 | 60.0% ± 14.1% |" in table and "| block=residual | 2 | 85.0% ± 7.1% |" in table
+
+
+@pytest.mark.parametrize(("columns", "plot", "post", "message"), [
+    ({"val/acc1": ["val top-1", "a", "{:.1%}"]}, {"y": "val/acc1"}, {}, "give \\[header, format\\]"),
+    ({"val/acc1": ["val top-1", "{:.1%}"]}, {"y": "test/acc1"}, {}, "plot.y='test/acc1' is not one of"),
+    ({"val/acc1": ["val top-1", "{:.1%}"]}, {"y": "val/acc1"}, {"nope": {}}, "unknown finding.post step 'nope'"),
+])
+def test_finding_report_rejects_a_bad_spec_before_the_sweep_runs(columns, plot, post, message):
+    from convnetlab.cli.findings import FindingReport
+
+    with pytest.raises(InputError, match=message):
+        FindingReport("x", "claim", columns, plot, post)
