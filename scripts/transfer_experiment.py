@@ -2,7 +2,7 @@
 
 Run (about 10 minutes on 2 CPU cores; everything is generated locally, nothing is downloaded):
 
-    flock /tmp/convnetlab-heavy.lock python scripts/transfer_experiment.py [--out DIR] [extra Hydra overrides]
+    python scripts/transfer_experiment.py [--out DIR] [extra Hydra overrides]
 
 ``--out DIR`` reuses the finished steps of an earlier (interrupted) run in DIR; ``--labels 5,20`` and
 ``--seeds 0`` run a subset (the test does, with a few batches per epoch).

@@ -1,4 +1,4 @@
-"""experiment=ilsvrc/<arch> composes to torchvision's reference recipe (REFERENCE.md), arch by arch."""
+"""experiment=ilsvrc/<arch> composes to torchvision's reference recipe (references/classification), arch by arch."""
 
 from __future__ import annotations
 

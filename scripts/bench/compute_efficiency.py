@@ -6,7 +6,7 @@ Run: python scripts/bench/compute_efficiency.py [--reps 5] [--json FILE]
 Peak: the best median rate of repeated float32 matrix multiplies (``torch.mm`` of n x n matrices and
 1x1 convolutions, i.e. MKL's and oneDNN's GEMM), with the thread count training uses. Training FLOPs per image: 3 x the forward FLOPs (forward, plus
 backward ~ 2 x forward), where forward FLOPs = 2 x the multiply-adds that ``forward_gflops`` reports
-in torchvision's convention (REFERENCE.md). Step time: median of timed SGD steps (forward, backward,
+in torchvision's convention (weights ``.meta`` ``_ops``). Step time: median of timed SGD steps (forward, backward,
 update) on a random batch after warm-up, the two memory formats alternating. Efficiency = achieved /
 peak; the last column says how much faster channels-last trains (> 1: faster, the default).
 """

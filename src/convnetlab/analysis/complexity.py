@@ -19,7 +19,7 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
 def forward_gflops(model: nn.Module, input_shape: tuple[int, int, int]) -> float:
     """GFLOPs of one eval-mode forward pass of a single ``(C, H, W)`` image.
 
-    torchvision reports multiply-adds, i.e. ``FlopCounterMode`` total / 2 (see REFERENCE.md), so we
+    torchvision's weights ``.meta`` (``_ops``) report multiply-adds, i.e. ``FlopCounterMode`` total / 2, so we
     do the same. The model's train/eval mode is restored afterwards.
     """
     was_training = model.training

@@ -1,6 +1,6 @@
 """ILSVRC training-augmentation presets as torchvision v2 pipelines on uint8 (C, H, W) tensors.
 
-Each preset follows its paper (sources in ../shared/REFERENCE.md); every size is written at the
+Each preset follows its paper (cited per row in the table below); every size is written at the
 papers' 224 px and scaled by ``image_size / 224``, so the same preset runs on 32-96 px data.
 
 =========  =====================================================================================
