@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from captum.attr import LayerAttribution, LayerGradCam, NoiseTunnel, Saliency
 from torch import Tensor, nn
 
+from convnetlab.analysis.hooks import capture_outputs
 from convnetlab.errors import InputError
 
 SANITY_THRESHOLD = 0.5
@@ -109,26 +110,12 @@ def last_conv_stage(backbone: nn.Module, inputs: Tensor) -> str:
     (GoogLeNet), the last ReLU of ``features`` (AlexNet/VGG) and ``features.act3`` (LeNet-5, whose
     C5 output is 1x1 on 32 px). A container ending in a pool shares the pool's output and is skipped.
     """
-    fired: list[tuple[str, Tensor]] = []
-    pooled: list[Tensor] = []
-
-    def record(name: str, module: nn.Module, out: object) -> None:
-        if not isinstance(out, Tensor) or out.ndim != 4:
-            return
-        if isinstance(module, POOLS):
-            pooled.append(out)
-        else:
-            fired.append((name, out))
-
-    handles = [m.register_forward_hook(lambda m, i, o, name=name: record(name, m, o))
-               for name, m in backbone.named_modules() if name]
-    try:
+    with capture_outputs(backbone) as outputs:
         backbone(inputs[:1])
-    finally:
-        for handle in handles:
-            handle.remove()
-    for name, out in reversed(fired):
-        if min(out.shape[-2:]) > 1 and not any(out is p for p in pooled):
+    maps = {name: out for name, out in outputs.items() if out.ndim == 4}
+    pooled = [out for name, out in maps.items() if isinstance(backbone.get_submodule(name), POOLS)]
+    for name, out in reversed(maps.items()):
+        if min(out.shape[-2:]) > 1 and not any(out is p for p in pooled):  # pools, and containers ending in one
             return name
     raise InputError(f"{type(backbone).__name__} has no layer with a spatial output larger than 1 pixel")
 

@@ -11,6 +11,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from convnetlab.analysis.hooks import capture_outputs
 from convnetlab.errors import InputError
 
 
@@ -70,23 +71,10 @@ def feature_maps(backbone: nn.Module, inputs: Tensor, layers: list[str]) -> dict
     """Outputs of the named sub-modules for normalised ``inputs``, captured by temporary hooks.
 
     Outputs are cloned because a following in-place ReLU would otherwise rewrite them. A layer that
-    did not run, or returned something other than a tensor, is missing from the result.
+    did not run, or returned no tensor, is missing from the result (see ``capture_outputs``).
     """
-    captured: dict[str, Tensor] = {}
-
-    def keep(name: str, out: object) -> None:
-        if isinstance(out, Tensor):
-            captured[name] = out.detach().clone()
-
-    handles = [
-        backbone.get_submodule(name).register_forward_hook(lambda m, i, out, name=name: keep(name, out))
-        for name in resolve_layers(backbone, layers)
-    ]
-    try:
+    with capture_outputs(backbone, resolve_layers(backbone, layers), clone=True) as captured:
         backbone(inputs)
-    finally:
-        for handle in handles:
-            handle.remove()
     return captured
 
 
@@ -100,15 +88,9 @@ def feature_map_grid(activation: Tensor, max_channels: int = 32) -> Tensor:
 def default_feature_layers(backbone: nn.Module, inputs: Tensor, count: int = 3) -> list[str]:
     """``count`` evenly spaced conv layers (first and last included) whose outputs are still maps
     (more than one pixel), so a feature-map picture has something to show."""
-    sizes: dict[str, int] = {}
-    handles = [m.register_forward_hook(lambda m, i, out, name=name: sizes.__setitem__(name, out.shape[-1]))
-               for name, m in conv_layers(backbone)]
-    try:
+    with capture_outputs(backbone, [name for name, _ in conv_layers(backbone)]) as outputs:
         backbone(inputs[:1])
-    finally:
-        for handle in handles:
-            handle.remove()
-    names = [name for name, _ in conv_layers(backbone) if sizes.get(name, 0) > 1]
+    names = [name for name, _ in conv_layers(backbone) if name in outputs and outputs[name].shape[-1] > 1]
     if len(names) <= count:
         return names
     step = (len(names) - 1) / (count - 1) if count > 1 else 0
