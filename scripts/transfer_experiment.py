@@ -30,8 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from convnetlab.analysis.embeddings import knn_accuracy, linear_probe_accuracy, load_embeddings
+from convnetlab.analysis.embeddings import knn_accuracy, linear_probe_accuracy
 from convnetlab.analysis.findings import load_jobs
+from convnetlab.data.embeddings import load_embeddings
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = {5: 8, 20: 16, 100: 32}  # labelled images per class -> batch size (a few steps per epoch each)

@@ -15,15 +15,9 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from conftest import read_metrics, run_cli
-from convnetlab.analysis.embeddings import (
-    extract_embeddings,
-    knn_accuracy,
-    linear_probe_accuracy,
-    load_embeddings,
-    save_embeddings,
-)
+from convnetlab.analysis.embeddings import extract_embeddings, knn_accuracy, linear_probe_accuracy
 from convnetlab.data import read_image
-from convnetlab.data.embeddings import EmbeddingsDataModule
+from convnetlab.data.embeddings import EmbeddingsDataModule, load_embeddings, save_embeddings
 from convnetlab.lit import ImageClassifier
 
 SGD = {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.05}

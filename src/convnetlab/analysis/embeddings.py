@@ -2,7 +2,7 @@
 
 The embedding of an image is the input of the classifier head (``fc`` / ``classifier``, see
 ``models.classifier_name``): global-pooled conv features for ResNet/GoogLeNet, the flattened pooled
-maps for AlexNet/VGG (the input of their fc6), C5 for LeNet-5. It is captured with a forward pre-hook,
+maps for AlexNet/VGG (the input of their fc6), C5 for LeNet-5. It is captured at the head's input,
 so it is exactly what the head sees, including every input convention (normalisation,
 GoogLeNet's ``transform_input``).
 
@@ -13,23 +13,21 @@ trainable counterpart for ``convnetlab-train data=embeddings model=linear_head``
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
-
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from convnetlab.analysis.hooks import capture_outputs
 from convnetlab.errors import InputError
 from convnetlab.models import classifier_name
 
 
-def head_module(module: nn.Module) -> nn.Module:
-    """The classifier head of an ``ImageClassifier``'s backbone (whose input is the embedding)."""
+def head_name(module: nn.Module) -> str:
+    """The name of the classifier head in an ``ImageClassifier``'s backbone (whose input is the embedding)."""
     arch = module.hparams.backbone.get("arch", "")
     try:
-        return module.backbone.get_submodule(classifier_name(arch))
+        return classifier_name(arch)
     except ValueError:
         raise InputError(f"embeddings need a model-zoo backbone with a classifier head, not {arch!r}") from None
 
@@ -39,34 +37,19 @@ def extract_embeddings(
     module: nn.Module, dataset: Dataset, batch_size: int = 256, device: str | torch.device = "cpu"
 ) -> tuple[np.ndarray, np.ndarray]:
     """(features (N, D) float32, labels (N,) int64) for ``dataset`` in order, with the model in eval mode."""
-    captured: list[torch.Tensor] = []
-    handle = head_module(module).register_forward_pre_hook(
-        lambda _, inputs: captured.append(torch.flatten(inputs[0], 1).float().cpu()))
+    head = head_name(module)
     was_training = module.training
     module.eval().to(device)
-    labels = []
+    features, labels = [], []
     try:
-        for images, targets in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-            module(images.to(device))
-            labels.append(torch.as_tensor(targets))
+        with capture_outputs(module.backbone, [head], inputs=True) as seen:
+            for images, targets in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+                module(images.to(device))
+                features.append(torch.flatten(seen[head], 1).float().cpu())
+                labels.append(torch.as_tensor(targets))
     finally:
-        handle.remove()
         module.train(was_training)
-    return torch.cat(captured).numpy(), torch.cat(labels).long().numpy()
-
-
-def save_embeddings(path: str | Path, features: np.ndarray, labels: np.ndarray, paths: Sequence[str],
-                    classes: Sequence[str]) -> Path:
-    """One ``.npz`` per split: features, labels, image paths and class names (no pickles inside)."""
-    np.savez(path, features=features.astype(np.float32), labels=labels.astype(np.int64),
-             paths=np.asarray(paths, dtype=str), classes=np.asarray(classes, dtype=str))
-    return Path(path)
-
-
-def load_embeddings(path: str | Path) -> dict[str, np.ndarray]:
-    """The arrays written by :func:`save_embeddings`."""
-    with np.load(path, allow_pickle=False) as data:
-        return {key: data[key] for key in ("features", "labels", "paths", "classes")}
+    return torch.cat(features).numpy(), torch.cat(labels).long().numpy()
 
 
 def linear_probe_accuracy(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray) -> float:

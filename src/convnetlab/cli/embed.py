@@ -17,9 +17,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from convnetlab.analysis.embeddings import extract_embeddings, knn_accuracy, linear_probe_accuracy, save_embeddings
+from convnetlab.analysis.embeddings import extract_embeddings, knn_accuracy, linear_probe_accuracy
 from convnetlab.cli.hydra_app import config_dir, register_resolvers
 from convnetlab.cli.input_checks import check_command_line, exits_on_user_error
+from convnetlab.data.embeddings import save_embeddings
 from convnetlab.lit import ImageClassifier
 from convnetlab.runs import run_data_config, run_dir_of_checkpoint, update_metrics
 from convnetlab.errors import InputError, MissingFileError

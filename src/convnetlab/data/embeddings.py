@@ -9,6 +9,7 @@ unnormalised, exactly as the classifier head of the source network saw them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,6 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from convnetlab.analysis.embeddings import load_embeddings
 from convnetlab.errors import InputError, MissingFileError
 
 SPLITS = ("train", "val", "test")
@@ -24,6 +24,20 @@ SPLITS = ("train", "val", "test")
 
 def embeddings_file(root: str | Path, split: str) -> Path:
     return Path(root) / f"embeddings_{split}.npz"
+
+
+def save_embeddings(path: str | Path, features: np.ndarray, labels: np.ndarray, paths: Sequence[str],
+                    classes: Sequence[str]) -> Path:
+    """One ``.npz`` per split: features, labels, image paths and class names (no pickles inside)."""
+    np.savez(path, features=features.astype(np.float32), labels=labels.astype(np.int64),
+             paths=np.asarray(paths, dtype=str), classes=np.asarray(classes, dtype=str))
+    return Path(path)
+
+
+def load_embeddings(path: str | Path) -> dict[str, np.ndarray]:
+    """The arrays written by :func:`save_embeddings`."""
+    with np.load(path, allow_pickle=False) as data:
+        return {key: data[key] for key in ("features", "labels", "paths", "classes")}
 
 
 class EmbeddingsDataModule(pl.LightningDataModule):
