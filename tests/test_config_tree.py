@@ -1,0 +1,153 @@
+"""The config tree is composed from parts (one file per callback, one base per model family) and composes
+to exactly the values every option had when each file still wrote them out in full."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from convnetlab.cli.hydra_app import register_resolvers
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+OUT = "${paths.output_dir}"
+CKPT_DIR = "${paths.output_dir}/checkpoints"
+
+
+def options(group: str) -> list[str]:
+    """Selectable options of a group (``_*.yaml`` are bases, not options), sub-folders included."""
+    return sorted(str(p.relative_to(CONF / group).with_suffix("")) for p in (CONF / group).rglob("*.yaml")
+                  if not p.name.startswith("_"))
+
+
+def composed(*overrides: str):
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="train", overrides=list(overrides))
+
+
+def node(cfg, key: str):
+    return OmegaConf.to_container(cfg[key], resolve=False)
+
+
+# --- callbacks -------------------------------------------------------------------------------------------
+
+DEFAULT_CALLBACKS = {
+    "model_checkpoint": {
+        "_target_": "pytorch_lightning.callbacks.ModelCheckpoint", "dirpath": CKPT_DIR,
+        "filename": "best-epoch{epoch:03d}-acc{val/acc1:.4f}", "auto_insert_metric_name": False,
+        "monitor": "val/acc1", "mode": "max", "save_top_k": 1, "save_last": False,
+    },
+    "last_checkpoint": {
+        "_target_": "pytorch_lightning.callbacks.ModelCheckpoint", "dirpath": CKPT_DIR, "filename": "last",
+        "monitor": None, "save_top_k": 1, "enable_version_counter": False,
+    },
+    "step_checkpoint": {
+        "_target_": "pytorch_lightning.callbacks.ModelCheckpoint", "dirpath": CKPT_DIR, "filename": "last",
+        "monitor": None, "save_top_k": 1, "every_n_train_steps": 500, "enable_version_counter": False,
+    },
+    "checkpoint_on_sigterm": {"_target_": "convnetlab.callbacks.CheckpointOnSigterm", "dirpath": CKPT_DIR},
+    "rng_state": {"_target_": "convnetlab.callbacks.RNGState"},
+    "finite_loss": {"_target_": "convnetlab.callbacks.StopOnNonFiniteLoss", "check_every_n_steps": 1},
+    "lr_monitor": {"_target_": "pytorch_lightning.callbacks.LearningRateMonitor", "logging_interval": "step"},
+    "throughput": {"_target_": "convnetlab.callbacks.TrainThroughput", "warmup_batches": 5},
+    "progress": {"_target_": "convnetlab.callbacks.progress_bar"},
+}
+GRADIENT_FLOW = {"gradient_flow": {"_target_": "convnetlab.callbacks.GradientFlow", "every_n_steps": 10, "output_dir": OUT}}
+
+
+def aux_heads(heads: dict, head_type: str) -> dict:
+    return {"aux_heads": {"_target_": "convnetlab.callbacks.AuxiliaryClassifiers", "heads": heads, "head_type": head_type}}
+
+
+GOOGLENET_HEADS = aux_heads({"inception4a": 0.3, "inception4d": 0.3}, "googlenet")
+VGG19_HEADS = aux_heads({"features.9": 0.3, "features.18": 0.3}, "gap")
+FINETUNE = {"_target_": "convnetlab.callbacks.FinetuningSchedule", "phases": None, "start_epoch": 1, "every_n_epochs": 1,
+            "num_stages": 2, "lr_ratio": 0.1, "lr_ratio_decay": 0.5, "train_bn": True}
+
+CALLBACK_VARIANTS = {
+    "default": DEFAULT_CALLBACKS,
+    "gradient_flow": {**DEFAULT_CALLBACKS, **GRADIENT_FLOW},
+    "aux_googlenet": {**DEFAULT_CALLBACKS, **GRADIENT_FLOW, **GOOGLENET_HEADS},
+    "deep_supervision": {**DEFAULT_CALLBACKS, **GRADIENT_FLOW, **aux_heads({"layer2": 0.3, "layer3": 0.3}, "gap")},
+    "feature_extraction": {**DEFAULT_CALLBACKS,
+                           "feature_extraction": {"_target_": "convnetlab.callbacks.FeatureExtraction", "head": None}},
+    "finetune": {**DEFAULT_CALLBACKS, "finetune": FINETUNE},
+    "visual": {**DEFAULT_CALLBACKS, "visual_logging": {"_target_": "convnetlab.callbacks.VisualLogging",
+                                                       "every_n_epochs": 1, "n_images": 8, "layer": None}},
+}
+
+
+def without(callbacks: dict, *keys: str) -> dict:
+    return {k: v for k, v in callbacks.items() if k not in keys}
+
+
+FINDINGS_CALLBACKS = {**DEFAULT_CALLBACKS, "step_checkpoint": None}  # findings/_base: short runs
+EXPERIMENT_CALLBACKS = {
+    "googlenet_aux": CALLBACK_VARIANTS["aux_googlenet"],
+    "resnet_deep_supervision": CALLBACK_VARIANTS["deep_supervision"],
+    "transfer_features": {**CALLBACK_VARIANTS["feature_extraction"],
+                          "model_checkpoint": {**DEFAULT_CALLBACKS["model_checkpoint"], "monitor": None}},
+    "transfer_finetune": {**DEFAULT_CALLBACKS, "model_checkpoint": {**DEFAULT_CALLBACKS["model_checkpoint"], "monitor": None},
+                          "finetune": {**FINETUNE, "start_epoch": 5, "every_n_epochs": 5, "num_stages": 2}},
+    "transfer_scratch": {**DEFAULT_CALLBACKS, "model_checkpoint": {**DEFAULT_CALLBACKS["model_checkpoint"], "monitor": None}},
+    "transfer_pretrain": DEFAULT_CALLBACKS,
+    "vgg19_plain_aux": {**DEFAULT_CALLBACKS, **GRADIENT_FLOW, **VGG19_HEADS},
+    "lenet5_digits": DEFAULT_CALLBACKS,
+    "mini_ilsvrc": DEFAULT_CALLBACKS,
+    "resnet18_shapes_sgd": DEFAULT_CALLBACKS,
+    "findings/activations": {**FINDINGS_CALLBACKS, "time_to_accuracy": {
+        "_target_": "convnetlab.callbacks.TimeToAccuracy", "target": 0.5, "output_dir": OUT}},
+    "findings/aux_heads": {**FINDINGS_CALLBACKS, **GRADIENT_FLOW},
+    "findings/depth": {**FINDINGS_CALLBACKS, **GRADIENT_FLOW},
+    **{f"findings/{name}": FINDINGS_CALLBACKS
+       for name in ("augmentation", "filters", "gap_head", "inception", "kernels", "saliency")},
+    "ilsvrc/googlenet": CALLBACK_VARIANTS["aux_googlenet"],
+    **{f"ilsvrc/{name}": DEFAULT_CALLBACKS for name in options("experiment/ilsvrc") if name != "googlenet"},
+}
+
+
+def test_every_callbacks_option_and_experiment_has_its_expected_callbacks():
+    """The tables above cover every option, so a new one has to say what it composes to."""
+    assert set(options("callbacks")) == set(CALLBACK_VARIANTS) | set(DEFAULT_CALLBACKS) | {
+        f"aux_heads/{name}" for name in ("none", "vgg19_stages_2_3", "inception4a_4d", "resnet_layers_2_3")}
+    assert set(options("experiment")) == set(EXPERIMENT_CALLBACKS)
+
+
+@pytest.mark.parametrize("variant", sorted(CALLBACK_VARIANTS))
+def test_callbacks_variant_composes_to_the_default_callbacks_plus_its_own(variant):
+    assert node(composed(f"callbacks={variant}"), "callbacks") == CALLBACK_VARIANTS[variant]
+
+
+@pytest.mark.parametrize("name", sorted(DEFAULT_CALLBACKS))
+def test_each_default_callback_file_writes_only_its_own_node(name):
+    assert node(composed(f"callbacks={name}"), "callbacks") == {name: DEFAULT_CALLBACKS[name]}
+
+
+@pytest.mark.parametrize("experiment", sorted(EXPERIMENT_CALLBACKS))
+def test_experiment_composes_the_callbacks_it_always_had(experiment):
+    assert node(composed(f"experiment={experiment}"), "callbacks") == EXPERIMENT_CALLBACKS[experiment]
+
+
+@pytest.mark.parametrize(("overrides", "expected"), [
+    (["callbacks.step_checkpoint=null"], {**DEFAULT_CALLBACKS, "step_checkpoint": None}),
+    (["callbacks.step_checkpoint.every_n_train_steps=5"],
+     {**DEFAULT_CALLBACKS, "step_checkpoint": {**DEFAULT_CALLBACKS["step_checkpoint"], "every_n_train_steps": 5}}),
+    (["+callbacks/aux_heads=vgg19_stages_2_3"], {**DEFAULT_CALLBACKS, **VGG19_HEADS}),
+    (["+callbacks/aux_heads=none"], {**DEFAULT_CALLBACKS, "aux_heads": {}}),
+    (["callbacks=gradient_flow", "+callbacks/aux_heads=vgg19_stages_2_3"], {**DEFAULT_CALLBACKS, **GRADIENT_FLOW, **VGG19_HEADS}),
+    (["experiment=vgg19_plain_aux", "~callbacks.aux_heads"], {**DEFAULT_CALLBACKS, **GRADIENT_FLOW}),
+    (["callbacks=deep_supervision", "~callbacks.aux_heads.heads", "+callbacks.aux_heads.heads={features.10: 0.3}"],
+     {**DEFAULT_CALLBACKS, **GRADIENT_FLOW, **aux_heads({"features.10": 0.3}, "gap")}),
+    (["callbacks=deep_supervision", "callbacks/aux_heads=vgg19_stages_2_3"], {**DEFAULT_CALLBACKS, **GRADIENT_FLOW, **VGG19_HEADS}),
+    (["callbacks=finetune", "callbacks.finetune.start_epoch=5", "callbacks.finetune.num_stages=2"],
+     {**DEFAULT_CALLBACKS, "finetune": {**FINETUNE, "start_epoch": 5}}),
+    (["callbacks=visual", "callbacks.visual_logging.every_n_epochs=3"],
+     {**CALLBACK_VARIANTS["visual"], "visual_logging": {**CALLBACK_VARIANTS["visual"]["visual_logging"], "every_n_epochs": 3}}),
+    (["+callbacks.record._target_=fault_injection.RecordBatches", "+callbacks.record.path=x"],
+     {**DEFAULT_CALLBACKS, "record": {"_target_": "fault_injection.RecordBatches", "path": "x"}}),
+])
+def test_command_line_callback_overrides_people_use_keep_working(overrides, expected):
+    assert node(composed(*overrides), "callbacks") == expected
