@@ -151,3 +151,22 @@ def test_experiment_composes_the_callbacks_it_always_had(experiment):
 ])
 def test_command_line_callback_overrides_people_use_keep_working(overrides, expected):
     assert node(composed(*overrides), "callbacks") == expected
+
+
+# --- packages ------------------------------------------------------------------------------------------
+
+GLOBAL_OVERLAY_GROUPS = {"experiment", "debug", "hparams_search", "cluster", "augment"}
+
+
+def test_only_overlay_groups_write_to_the_global_package():
+    """A group's file writes its own node; only the overlays (experiment, debug, ...) reach across the tree."""
+    global_files = {str(p.relative_to(CONF)) for p in CONF.rglob("*.yaml") if "@package _global_" in p.read_text()}
+    assert global_files and {f.split("/")[0] for f in global_files} <= GLOBAL_OVERLAY_GROUPS, sorted(global_files)
+
+
+@pytest.mark.parametrize(("trainer", "accelerator", "devices"), [("gpu", "gpu", 1), ("ddp", "gpu", -1)])
+def test_gpu_trainers_are_plain_trainer_files_and_keep_channels_last_from_the_module(trainer, accelerator, devices):
+    assert OmegaConf.load(CONF / "trainer" / f"{trainer}.yaml").defaults == ["default"]
+    cfg = composed(f"trainer={trainer}")
+    assert (cfg.trainer.accelerator, cfg.trainer.devices, cfg.trainer.precision) == (accelerator, devices, "bf16-mixed")
+    assert cfg.trainer.max_epochs == 10 and cfg.module.channels_last is True and "trainer" not in cfg.trainer
