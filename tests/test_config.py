@@ -14,7 +14,7 @@ CONF = Path(config_dir())
 
 
 def names(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml") if not p.name.startswith("_"))  # _*: bases
 
 
 def composed(*overrides: str):

@@ -170,3 +170,52 @@ def test_gpu_trainers_are_plain_trainer_files_and_keep_channels_last_from_the_mo
     cfg = composed(f"trainer={trainer}")
     assert (cfg.trainer.accelerator, cfg.trainer.devices, cfg.trainer.precision) == (accelerator, devices, "bf16-mixed")
     assert cfg.trainer.max_epochs == 10 and cfg.module.channels_last is True and "trainer" not in cfg.trainer
+
+
+# --- models --------------------------------------------------------------------------------------------
+
+DATA_KEYS = {"num_classes": "${data.num_classes}", "in_channels": "${data.channels}", "input_size": "${data.image_size}"}
+BASE = {"_target_": "convnetlab.models.build_model", **DATA_KEYS, "width": 1.0}
+TORCHVISION = {**BASE, "small_input": "auto", "weights": None}
+MLP_HEAD = {"classifier_hidden": "auto", "dropout": 0.5}
+VGGS = [f"vgg{n}{bn}" for n in (11, 13, 16, 19) for bn in ("", "_bn")]
+RESNETS = [f"resnet{n}" for n in (18, 34, 50, 101, 152)]
+EXPECTED_MODELS = {
+    "alexnet": {**TORCHVISION, "arch": "alexnet", **MLP_HEAD},
+    "alexnet_cpu": {**TORCHVISION, "arch": "alexnet", **MLP_HEAD, "width": 0.25, "dropout": 0.0},
+    "designnet": {**BASE, "arch": "designnet", "widths": [16, 32, 64], "block": "conv", "kernel": 3, "blocks_per_stage": 1,
+                  "depth": None, "norm": True, "activation": "relu", "head": "gap", "classifier_hidden": 256, "dropout": 0.0},
+    "googlenet": {**TORCHVISION, "arch": "googlenet", "dropout": 0.2, "aux_logits": False},
+    "googlenet_cpu": {**TORCHVISION, "arch": "googlenet", "dropout": 0.2, "aux_logits": False, "width": 0.125},
+    "lenet5": {**BASE, "arch": "lenet5", "variant": "modern", "weights": None},
+    "linear_head": {"_target_": "convnetlab.analysis.embeddings.linear_head", "arch": "linear_head", **DATA_KEYS,
+                    "hidden": 0, "dropout": 0.0},
+    **{vgg: {**TORCHVISION, "arch": vgg, **MLP_HEAD} for vgg in VGGS},
+    "vgg11_bn_cpu": {**TORCHVISION, "arch": "vgg11_bn", **MLP_HEAD, "width": 0.25, "dropout": 0.0},
+    **{resnet: {**TORCHVISION, "arch": resnet} for resnet in RESNETS},
+    "resnet18_cpu": {**TORCHVISION, "arch": "resnet18", "width": 0.25},
+}
+DESIGNNET_VARIANTS = {"plain": (False, "plain"), "plain_bn": (True, "plain"), "residual": (True, "residual"),
+                      "residual_no_bn": (False, "residual")}
+
+
+def test_every_model_option_has_its_expected_node():
+    assert set(options("model")) == set(EXPECTED_MODELS) | {f"designnet/{name}" for name in DESIGNNET_VARIANTS}
+
+
+@pytest.mark.parametrize("model", sorted(EXPECTED_MODELS))
+def test_model_option_composes_to_the_values_it_always_had(model):
+    assert node(composed(f"model={model}"), "model") == EXPECTED_MODELS[model]
+
+
+@pytest.mark.parametrize("variant", sorted(DESIGNNET_VARIANTS))
+def test_designnet_variants_patch_block_and_norm_only(variant):
+    norm, block = DESIGNNET_VARIANTS[variant]
+    cfg = composed("model=designnet", "model.width=0.5", f"+model/designnet={variant}")
+    assert node(cfg, "model") == {**EXPECTED_MODELS["designnet"], "width": 0.5, "block": block, "norm": norm}
+
+
+def test_model_files_no_longer_carry_the_pretrained_alias_and_lenet5_offers_no_torchvision_weights():
+    assert not [p.name for p in (CONF / "model").rglob("*.yaml") if "pretrained" in p.read_text()]
+    lenet5 = (CONF / "model" / "lenet5.yaml").read_text()
+    assert "IMAGENET" not in lenet5 and "DEFAULT" not in lenet5 and "convnetlab .ckpt" in lenet5
