@@ -219,3 +219,30 @@ def test_model_files_no_longer_carry_the_pretrained_alias_and_lenet5_offers_no_t
     assert not [p.name for p in (CONF / "model").rglob("*.yaml") if "pretrained" in p.read_text()]
     lenet5 = (CONF / "model" / "lenet5.yaml").read_text()
     assert "IMAGENET" not in lenet5 and "DEFAULT" not in lenet5 and "convnetlab .ckpt" in lenet5
+
+
+# --- base files are not options ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("arg", ["experiment=findings/_base", "experiment=findings/_small_shapes", "experiment=ilsvrc/_recipe",
+                                 "model=_base", "model=_torchvision", "experiment=findings/depth,findings/_base"])
+def test_a_base_file_is_refused_like_an_unknown_option(arg):
+    from convnetlab.cli.input_checks import check_group_choices
+    from convnetlab.errors import InputError
+
+    group, option = arg.split("=")[0], arg.split(",")[-1].split("=")[-1]
+    with pytest.raises(InputError) as error:
+        check_group_choices([arg])
+    message = str(error.value)
+    assert message.startswith(f"unknown {group} '{option}'; choose one of: ") and "\n" not in message
+    listed = message.split("choose one of: ")[1].split(", ")
+    assert listed == options(group) and not any("/_" in o or o.startswith("_") for o in listed)
+    with pytest.raises(InputError) as unknown:
+        check_group_choices([f"{group}=nope"])
+    assert str(unknown.value) == message.replace(f"'{option}'", "'nope'")  # the same line as for a name that does not exist
+
+
+def test_real_options_including_sub_folders_still_pass_the_check():
+    from convnetlab.cli.input_checks import check_group_choices
+
+    check_group_choices(["experiment=findings/depth", "model=resnet18_cpu", "+model/designnet=plain",
+                         "+callbacks/aux_heads=none,vgg19_stages_2_3", "callbacks=deep_supervision", "trainer=gpu"])

@@ -34,11 +34,14 @@ def fail(error: BaseException) -> None:
 
 
 def _group_options(group: Path) -> list[str]:
-    return sorted(str(p.relative_to(group).with_suffix("")) for p in group.rglob("*.yaml") if not p.name.startswith("_"))
+    """The selectable options of a config group: ``_*.yaml`` files (and folders) are bases that others inherit."""
+    options = (p.relative_to(group).with_suffix("") for p in group.rglob("*.yaml"))
+    return sorted(str(o) for o in options if not any(part.startswith("_") for part in o.parts))
 
 
 def check_group_choices(args: list[str]) -> None:
-    """Every ``[+]group=option[,option...]`` names an existing ``conf/<group>/<option>.yaml``."""
+    """Every ``[+]group=option[,option...]`` names an existing ``conf/<group>/<option>.yaml`` that is not a
+    base (``_*.yaml``, e.g. experiment=findings/_base: never complete on its own)."""
     conf = Path(config_dir())
     for arg in args:
         if "=" not in arg or arg.startswith("-"):
@@ -49,7 +52,7 @@ def check_group_choices(args: list[str]) -> None:
         if key.startswith("hydra") or "." in key or not group.is_dir() or value in ("", "null"):
             continue
         for option in (o.strip() for o in value.strip("[]").split(",")):
-            if option and not any(c in option for c in "()*$") and not (group / f"{option}.yaml").is_file():
+            if option and not any(c in option for c in "()*$") and option not in _group_options(group):
                 raise InputError(f"unknown {key} '{option}'; choose one of: {', '.join(_group_options(group))}")
 
 
