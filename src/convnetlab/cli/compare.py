@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
-import hydra
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from convnetlab.analysis.comparison import COLUMNS, Row, compare, to_markdown, write_csv
@@ -16,8 +13,7 @@ from convnetlab.analysis.generations import generations_table
 from convnetlab.analysis.generations import to_markdown as generations_markdown
 from convnetlab.analysis.generations import write_csv as write_generations_csv
 from convnetlab.analysis.published import published_errors
-from convnetlab.cli.hydra_app import config_dir, register_resolvers
-from convnetlab.cli.input_checks import check_command_line, exits_on_user_error
+from convnetlab.cli.hydra_app import entry_point
 from convnetlab.errors import InputError
 from convnetlab.loggers import wandb_credentials_available
 
@@ -67,6 +63,7 @@ def run_generations(archs: list[str], output_dir: Path) -> dict[str, Path]:
 
 
 def run_compare(cfg: DictConfig, output_dir: Path) -> dict[str, Path]:
+    """The comparison of ``cfg.runs`` and/or the generations table of ``cfg.generations``, into ``output_dir``."""
     generations = cfg.get("generations")
     if isinstance(generations, str):  # generations=alexnet
         generations = [generations]
@@ -81,10 +78,11 @@ def run_compare(cfg: DictConfig, output_dir: Path) -> dict[str, Path]:
 def compare_runs(cfg: DictConfig, output_dir: Path) -> dict[str, Path]:
     paths = list(cfg.runs) if isinstance(cfg.runs, ListConfig | list) else [cfg.runs]
     rows, problems = compare(paths)
-    output_dir.mkdir(parents=True, exist_ok=True)
     if not rows:
-        listed = "\n".join(f"  {r.path}: {r.problem}" for r in problems)
-        raise SystemExit(f"error: none of the {len(problems)} runs finished with test metrics:\n{listed}")
+        listed = "; ".join(f"{r.path}: {r.problem}" for r in problems)
+        raise InputError(f"none of the {len(problems)} runs under runs= finished with test metrics ({listed}); "
+                         "pass runs that completed training and testing.")
+    output_dir.mkdir(parents=True, exist_ok=True)
     published = published_beside(rows)
     files = {
         "csv": write_csv(rows, output_dir / "comparison.csv", published),
@@ -101,16 +99,7 @@ def compare_runs(cfg: DictConfig, output_dir: Path) -> dict[str, Path]:
     return files
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="compare")
-@exits_on_user_error
-def hydra_main(cfg: DictConfig) -> None:
-    run_compare(cfg, Path(HydraConfig.get().runtime.output_dir))
-
-
-def main() -> None:
-    register_resolvers()
-    check_command_line("compare", sys.argv[1:])
-    hydra_main()
+main = entry_point("compare", run_compare)
 
 
 if __name__ == "__main__":

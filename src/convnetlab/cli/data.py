@@ -2,7 +2,8 @@
 the official ILSVRC-2012 validation folder into class folders, or pack a dataset into tar shards.
 
 A check lists every problem (one line each) instead of stopping at the first, so a large folder is
-fixed in one pass; the exit status is non-zero when anything is wrong.
+fixed in one pass. Exit status: 0 when all is well, 1 (``PROBLEMS_FOUND``) when a check found bad files,
+2 for bad input (an unknown action, a missing root or argument), as for every convnetlab command.
 """
 
 from __future__ import annotations
@@ -11,18 +12,17 @@ import os
 import sys
 from pathlib import Path
 
-import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from convnetlab.cli.hydra_app import config_dir, register_resolvers
-from convnetlab.cli.input_checks import check_command_line, exits_on_user_error
+from convnetlab.cli.hydra_app import entry_point
 from convnetlab.data.folder import IMAGE_EXTENSIONS, inspect_file, read_image
 from convnetlab.data.imagenet_prep import prepare_val
 from convnetlab.data.shards import write_shards
-from convnetlab.errors import MissingFileError
+from convnetlab.errors import InputError, MissingFileError
 
 ACTIONS = ("generate", "check", "prepare_imagenet_val", "shard")
+PROBLEMS_FOUND = 1  # exit status of a check that ran and found bad files (bad input exits 2)
 
 
 def generate(datamodule) -> Path:
@@ -67,44 +67,43 @@ def bad_images(root: Path, channels: int = 3) -> tuple[int, list[str]]:
 
 
 def check(root: Path, channels: int) -> int:
-    """Print every problem and a summary line; the exit status (1 if anything is wrong)."""
+    """Print every problem and a summary line; the exit status (``PROBLEMS_FOUND`` if anything is wrong)."""
     checked, problems = bad_images(root, channels)
     print("\n".join(problems + [f"checked {checked} images under {root}: {len(problems)} unreadable"]))
-    return 1 if problems else 0
+    return PROBLEMS_FOUND if problems else 0
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="data")
-@exits_on_user_error
-def hydra_main(cfg: DictConfig) -> None:
+def run_action(cfg: DictConfig, output_dir: Path) -> None:
+    """Run ``cfg.action``; a check that finds bad files exits with ``PROBLEMS_FOUND`` after listing them."""
     if cfg.action not in ACTIONS:
-        sys.exit(f"error: action={cfg.action} is not one of {', '.join(ACTIONS)}")
+        raise InputError(f"action={cfg.action} is not one of {', '.join(ACTIONS)}")
     if cfg.action == "prepare_imagenet_val":
         if not (cfg.get("root") and cfg.get("val_dir") and cfg.get("devkit")):
-            sys.exit("error: prepare_imagenet_val needs root=<dataset root> val_dir=<flat val folder> "
-                     "devkit=<devkit folder>")
+            raise InputError("prepare_imagenet_val needs root=<dataset root> val_dir=<flat val folder> "
+                             "devkit=<devkit folder>")
         counts = prepare_val(cfg.val_dir, cfg.devkit, Path(cfg.root) / "val")
         print(f"{Path(cfg.root) / 'val'}: " + ", ".join(f"{n} {kind}" for kind, n in counts.items()))
         return
     if cfg.action == "shard":
         if not (cfg.get("root") and cfg.get("out")):
-            sys.exit("error: shard needs root=<class-folder dataset> out=<shard dir> [num_shards=8]")
+            raise InputError("shard needs root=<class-folder dataset> out=<shard dir> [num_shards=8]")
         out = write_shards(cfg.root, cfg.out, cfg.num_shards)
         print(f"{out}: {cfg.num_shards} shards per split; train with data=shards data.root={out}")
         return
     if cfg.action == "check" and cfg.get("root"):
-        sys.exit(check(Path(cfg.root), cfg.data.get("channels", 3)))
-    datamodule = instantiate(cfg.data)
-    if cfg.action == "generate":
-        root = generate(datamodule)
-        print(f"{cfg.data.name}: {datamodule.num_classes} classes at {root}")
+        status = check(Path(cfg.root), cfg.data.get("channels", 3))
+    elif cfg.action == "generate":
+        datamodule = instantiate(cfg.data)
+        print(f"{cfg.data.name}: {datamodule.num_classes} classes at {generate(datamodule)}")
+        return
     else:
-        sys.exit(check(Path(datamodule.root), datamodule.channels))
+        datamodule = instantiate(cfg.data)
+        status = check(Path(datamodule.root), datamodule.channels)
+    if status:
+        sys.exit(status)
 
 
-def main() -> None:
-    register_resolvers()
-    check_command_line("data", sys.argv[1:])
-    hydra_main()
+main = entry_point("data", run_action)
 
 
 if __name__ == "__main__":

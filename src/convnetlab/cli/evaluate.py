@@ -7,18 +7,14 @@ softmax averaged over crops and reports ``<split>/acc1_<protocol>`` etc. beside 
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-import hydra
 import pytorch_lightning as pl
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from convnetlab.cli.checkpoint import load_checkpoint
-from convnetlab.cli.hydra_app import config_dir, register_resolvers
-from convnetlab.cli.input_checks import check_command_line, exits_on_user_error
+from convnetlab.cli.hydra_app import entry_point
 from convnetlab.cli.report import print_result_table
 from convnetlab.callbacks import progress_bar
 from convnetlab.data.multicrop import PROTOCOLS, metric_suffix, use_protocol
@@ -54,16 +50,7 @@ def evaluate(cfg: DictConfig, output_dir: Path) -> dict:
     return summary
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="eval")
-@exits_on_user_error
-def hydra_main(cfg: DictConfig) -> None:
-    evaluate(cfg, Path(HydraConfig.get().runtime.output_dir))
-
-
-def main() -> None:
-    register_resolvers()
-    check_command_line("eval", sys.argv[1:])
-    hydra_main()
+main = entry_point("eval", evaluate)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,19 @@
-"""What every Hydra entry point shares: the config dir, resolvers, resume and DDP-child arguments."""
+"""What every Hydra entry point shares: the config dir, resolvers, resume and DDP-child arguments, and
+:func:`entry_point`, which builds each console script's ``main`` from its task function."""
 
 from __future__ import annotations
 
+import functools
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import hydra
 import yaml
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import open_dict, read_write
+from omegaconf import DictConfig, open_dict, read_write
 
 import convnetlab
 from convnetlab.errors import MissingFileError
@@ -95,3 +100,39 @@ def pin_ddp_children_to_this_job(output_dir: str) -> None:
                 "hydra.mode=RUN"]
     with read_write(hydra_cfg), open_dict(hydra_cfg):
         hydra_cfg.run.dir = output_dir
+
+
+Task = Callable[[DictConfig, Path], Any]
+
+
+def entry_point(config_name: str, task: Task, *, resumable: bool = False) -> Callable[[], None]:
+    """The console script ``main`` that runs ``task(cfg, output_dir)`` as a Hydra app on ``conf/<config_name>.yaml``.
+
+    ``main`` registers the resolvers, checks the command line before Hydra starts (unknown options and
+    wrong types stop with one ``error:`` line, nothing written), then lets Hydra compose ``cfg`` and call
+    ``task`` with the job's output dir; a :class:`ConvnetlabError` from ``task`` becomes one ``error:``
+    line and exit status 2. What ``task`` returns goes back to Hydra (a sweeper's objective).
+    ``resumable=True`` (training): ``ckpt_path=<run>/checkpoints/x.ckpt`` replays that run's overrides
+    into its own dir (:func:`resume_argv`), and a resumed run that stops on bad input gets its
+    ``.hydra/`` files back. Hydra names the job after ``task``'s module (``train``, ``evaluate``, ...).
+    """
+    # input_checks imports config_dir from this module, so it is imported when an entry point is built.
+    from convnetlab.cli.input_checks import check_command_line, exits_on_user_error, keep_run_config
+
+    @functools.wraps(task)  # Hydra follows __wrapped__ to task's module for the job name
+    def run_task(cfg: DictConfig) -> Any:
+        return task(cfg, Path(HydraConfig.get().runtime.output_dir))
+
+    hydra_main = hydra.main(version_base="1.3", config_path=config_dir(), config_name=config_name)(
+        exits_on_user_error(run_task))
+
+    def main() -> None:
+        register_resolvers()
+        if resumable:
+            sys.argv = exits_on_user_error(resume_argv)(sys.argv)
+        check_command_line(config_name, sys.argv[1:])
+        if resumable:
+            keep_run_config(sys.argv[1:])
+        hydra_main()
+
+    return main

@@ -8,17 +8,13 @@ every curve (magnitude 0) is exactly the plain test accuracy.
 from __future__ import annotations
 
 import statistics
-import sys
 from pathlib import Path
 
-import hydra
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from convnetlab.analysis.invariance import check_transforms, curve_labels, invariance_table, plot_invariance, write_csv
 from convnetlab.cli.checkpoint import load_checkpoint
-from convnetlab.cli.hydra_app import config_dir, register_resolvers
-from convnetlab.cli.input_checks import check_command_line, exits_on_user_error
+from convnetlab.cli.hydra_app import entry_point
 from convnetlab.errors import InputError
 
 CSV_FILE, PLOT_FILE = "invariance.csv", "invariance.png"
@@ -59,18 +55,14 @@ def print_table(rows: list[dict], labels: dict[str, str], output_dir: Path) -> N
     print("\n".join([*lines, f"  run_dir   {output_dir}", ""]))
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="probe")
-@exits_on_user_error
-def hydra_main(cfg: DictConfig) -> None:
-    output_dir = Path(HydraConfig.get().runtime.output_dir)
+def run_probe(cfg: DictConfig, output_dir: Path) -> list[dict]:
+    """``probe`` and its table on stdout."""
     rows, labels = probe(cfg, output_dir)
     print_table(rows, labels, output_dir)
+    return rows
 
 
-def main() -> None:
-    register_resolvers()
-    check_command_line("probe", sys.argv[1:])
-    hydra_main()
+main = entry_point("probe", run_probe)
 
 
 if __name__ == "__main__":

@@ -6,13 +6,10 @@ Read top to bottom, this file is the whole training path; the pieces it calls ar
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
-import hydra
 import pytorch_lightning as pl
 import torch
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
@@ -20,8 +17,7 @@ from pytorch_lightning.utilities import rank_zero_info, rank_zero_only
 
 from convnetlab.analysis.complexity import count_parameters, forward_gflops, inference_images_per_second, peak_memory_mb
 from convnetlab.callbacks import NonFiniteLossError, TrainThroughput
-from convnetlab.cli.hydra_app import config_dir, pin_ddp_children_to_this_job, register_resolvers, resume_argv
-from convnetlab.cli.input_checks import check_command_line, exits_on_user_error, keep_run_config
+from convnetlab.cli.hydra_app import entry_point, pin_ddp_children_to_this_job
 from convnetlab.cli.report import print_result_table
 from convnetlab.lit import ImageClassifier
 from convnetlab.lit.classifier import to_plain
@@ -143,25 +139,17 @@ def _evaluate_best(cfg, trainer, module, datamodule, callbacks) -> dict:
     return results
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
-@exits_on_user_error
-def hydra_main(cfg: DictConfig) -> float | None:
+def train_job(cfg: DictConfig, output_dir: Path) -> float | None:
     """Hydra task: one training job. Returns ``cfg.optimized_metric`` for sweepers."""
-    output_dir = HydraConfig.get().runtime.output_dir
-    pin_ddp_children_to_this_job(output_dir)
-    metrics = train(cfg, Path(output_dir))
+    pin_ddp_children_to_this_job(str(output_dir))
+    metrics = train(cfg, output_dir)
     if rank_zero_only.rank == 0:  # after W&B has closed, so the run dir is the last thing printed
-        print_result_table(metrics, Path(output_dir))
+        print_result_table(metrics, output_dir)
     value = metrics.get(cfg.get("optimized_metric"))
     return float(value) if value is not None else None
 
 
-def main() -> None:
-    register_resolvers()
-    sys.argv = exits_on_user_error(resume_argv)(sys.argv)
-    check_command_line("train", sys.argv[1:])
-    keep_run_config(sys.argv[1:])
-    hydra_main()
+main = entry_point("train", train_job, resumable=True)
 
 
 if __name__ == "__main__":
