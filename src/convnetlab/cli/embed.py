@@ -3,23 +3,22 @@ linear probe and a k-NN (see ``analysis/embeddings.py``).
 
 The images come from the checkpoint's own run data unless ``data=...`` is given; another task's data is
 the point of transfer learning, so its classes may differ from the checkpoint's. Train images are read
-with the eval transform: an embedding describes the image, not a random crop of it.
+with the eval transform: an embedding describes the image, not a random crop of it. Sharded data
+(``data=shards``) is read in shard order; its images have no file path, so ``paths`` holds
+``<split>#<position>``.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-import hydra
 import pytorch_lightning as pl
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
+from torch.utils.data import IterableDataset
 
 from convnetlab.analysis.embeddings import extract_embeddings, knn_accuracy, linear_probe_accuracy
-from convnetlab.cli.hydra_app import config_dir, register_resolvers
-from convnetlab.cli.input_checks import check_command_line, exits_on_user_error
+from convnetlab.cli.hydra_app import entry_point
 from convnetlab.data.embeddings import save_embeddings
 from convnetlab.lit import ImageClassifier
 from convnetlab.runs import run_data_config, run_dir_of_checkpoint, update_metrics
@@ -41,12 +40,15 @@ def embed(cfg: DictConfig, output_dir: Path) -> dict:
                          f"{datamodule.channels}; set data.channels={channels}")
     datamodule.setup()
     datamodule.train_dataset.transform = datamodule.eval_transform
+    if isinstance(datamodule.train_dataset, IterableDataset):
+        datamodule.train_dataset.shuffle = False  # shards: in file order, like val and test
     splits = {"train": datamodule.train_dataset, "val": datamodule.val_dataset, "test": datamodule.test_dataset}
     arrays = {}
     for split, dataset in splits.items():
         features, labels = extract_embeddings(module, dataset, cfg.batch_size, cfg.device)
-        save_embeddings(output_dir / f"embeddings_{split}.npz", features, labels, [p for p, _ in dataset.samples],
-                        datamodule.classes)
+        paths = ([p for p, _ in dataset.samples] if hasattr(dataset, "samples")
+                 else [f"{split}#{i}" for i in range(len(labels))])
+        save_embeddings(output_dir / f"embeddings_{split}.npz", features, labels, paths, datamodule.classes)
         arrays[split] = (features, labels)
     (train_x, train_y), (test_x, test_y) = arrays["train"], arrays["test"]
     metrics = {
@@ -70,18 +72,14 @@ def print_summary(metrics: dict, output_dir: Path) -> None:
     ]), flush=True)
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="embed")
-@exits_on_user_error
-def hydra_main(cfg: DictConfig) -> None:
-    output_dir = Path(HydraConfig.get().runtime.output_dir)
+def run_embed(cfg: DictConfig, output_dir: Path) -> dict:
+    """``embed`` and its summary on stdout."""
     metrics = embed(cfg, output_dir)
     print_summary(metrics, output_dir)
+    return metrics
 
 
-def main() -> None:
-    register_resolvers()
-    check_command_line("embed", sys.argv[1:])
-    hydra_main()
+main = entry_point("embed", run_embed)
 
 
 if __name__ == "__main__":

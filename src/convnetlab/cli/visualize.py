@@ -7,24 +7,22 @@ map of the input, which ignores the model, is included as the reference that mus
 
 from __future__ import annotations
 
+import itertools
 import json
-import sys
 from functools import partial
 from pathlib import Path
 
-import hydra
 import torch
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
+from torch.utils.data import IterableDataset
 
 from convnetlab.analysis import attribution, plots
 from convnetlab.analysis.filters import (conv_layers, default_feature_layers, feature_map_grid, feature_maps,
                                          filter_grid, resolve_layers)
 from convnetlab.analysis.samples import image_files, load_images, pick_images
 from convnetlab.cli.checkpoint import load_checkpoint
-from convnetlab.cli.hydra_app import config_dir, register_resolvers
-from convnetlab.cli.input_checks import check_command_line, exits_on_user_error
+from convnetlab.cli.hydra_app import entry_point
 from convnetlab.errors import InputError
 
 SUMMARY = "summary.json"
@@ -37,7 +35,26 @@ def _inputs(cfg: DictConfig, datamodule) -> tuple[torch.Tensor, torch.Tensor, li
         files = image_files(images)[: cfg.n_images]
         return load_images(files, datamodule.channels, datamodule.eval_transform, datamodule.classes)
     datamodule.setup("test")
-    return pick_images(datamodule.test_dataloader().dataset, cfg.n_images)
+    dataset = datamodule.test_dataloader().dataset
+    if isinstance(dataset, IterableDataset):  # data=shards: no indexing
+        return _pick_streamed(dataset, cfg.n_images, limit=max(1000, 20 * cfg.n_images))
+    return pick_images(dataset, cfg.n_images)
+
+
+def _pick_streamed(dataset: IterableDataset, n: int, limit: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """``pick_images`` for a dataset that can only be iterated: the first image of each class among the
+    first ``limit`` items, then the first other ones, up to ``n``; names are positions (``#i``).
+    Only the items that can be chosen are kept in memory."""
+    first: dict[int, int] = {}
+    kept: dict[int, tuple[torch.Tensor, int]] = {}
+    for index, (image, label) in enumerate(itertools.islice(dataset, limit)):
+        if int(label) not in first or index < n:
+            kept[index] = (image, int(label))
+        first.setdefault(int(label), index)
+    chosen = sorted(first.values())[:n]
+    chosen += [i for i in sorted(kept) if i not in chosen][: n - len(chosen)]
+    return (torch.stack([kept[i][0] for i in chosen]), torch.tensor([kept[i][1] for i in chosen]),
+            [f"#{i}" for i in chosen])
 
 
 def _write_filters(backbone: nn.Module, layers: list[str], output_dir: Path, arch: str) -> list[str]:
@@ -123,18 +140,14 @@ def print_sanity(summary: dict, output_dir: Path) -> None:
     print("\n".join(["", "sanity check (trained vs randomised weights):", *rows, f"  run_dir      {output_dir}", ""]))
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="visualize")
-@exits_on_user_error
-def hydra_main(cfg: DictConfig) -> None:
-    output_dir = Path(HydraConfig.get().runtime.output_dir)
+def run_visualize(cfg: DictConfig, output_dir: Path) -> dict:
+    """``visualize`` and the sanity-check table on stdout."""
     summary = visualize(cfg, output_dir)
     print_sanity(summary, output_dir)
+    return summary
 
 
-def main() -> None:
-    register_resolvers()
-    check_command_line("visualize", sys.argv[1:])
-    hydra_main()
+main = entry_point("visualize", run_visualize)
 
 
 if __name__ == "__main__":
