@@ -98,8 +98,7 @@ EXPERIMENT_CALLBACKS = {
     "lenet5_digits": DEFAULT_CALLBACKS,
     "mini_ilsvrc": DEFAULT_CALLBACKS,
     "resnet18_shapes_sgd": DEFAULT_CALLBACKS,
-    "findings/activations": {**FINDINGS_CALLBACKS, "time_to_accuracy": {
-        "_target_": "convnetlab.callbacks.TimeToAccuracy", "target": 0.5, "output_dir": OUT}},
+    "findings/activations": FINDINGS_CALLBACKS,  # + its own time_to_accuracy
     "findings/aux_heads": {**FINDINGS_CALLBACKS, **GRADIENT_FLOW},
     "findings/depth": {**FINDINGS_CALLBACKS, **GRADIENT_FLOW},
     **{f"findings/{name}": FINDINGS_CALLBACKS
@@ -128,7 +127,11 @@ def test_each_default_callback_file_writes_only_its_own_node(name):
 
 @pytest.mark.parametrize("experiment", sorted(EXPERIMENT_CALLBACKS))
 def test_experiment_composes_the_callbacks_it_always_had(experiment):
-    assert node(composed(f"experiment={experiment}"), "callbacks") == EXPERIMENT_CALLBACKS[experiment]
+    callbacks = node(composed(f"experiment={experiment}"), "callbacks")
+    if experiment == "findings/activations":  # the finding's own callback, written in the experiment itself
+        own = callbacks.pop("time_to_accuracy")
+        assert (own["_target_"], own["target"]) == ("convnetlab.callbacks.TimeToAccuracy", 0.5)
+    assert callbacks == EXPERIMENT_CALLBACKS[experiment]
 
 
 @pytest.mark.parametrize(("overrides", "expected"), [
@@ -246,3 +249,41 @@ def test_real_options_including_sub_folders_still_pass_the_check():
 
     check_group_choices(["experiment=findings/depth", "model=resnet18_cpu", "+model/designnet=plain",
                          "+callbacks/aux_heads=none,vgg19_stages_2_3", "callbacks=deep_supervision", "trainer=gpu"])
+
+
+# --- a sweep experiment run as one job is one point of its sweep ---------------------------------------
+
+IMAGENET_SIZED = {f"ilsvrc/{name}" for name in options("experiment/ilsvrc")}  # composed, not built: slow
+
+
+def sweep_points(params: dict) -> list[list[str]]:
+    points = [[]]
+    for key, values in params.items():
+        points = [[*point, f"{key}={value.strip()}"] for point in points for value in str(values).split(",")]
+    return points
+
+
+def run_config(cfg) -> dict:
+    """The composed run without hydra's own node; a callback set to null or to an empty node (e.g.
+    +callbacks/aux_heads=none) is no callback, as convnetlab-train instantiates only the others."""
+    run = OmegaConf.to_container(cfg, resolve=False)
+    run["callbacks"] = {key: value for key, value in run["callbacks"].items() if value}
+    return run
+
+
+@pytest.mark.parametrize("experiment", options("experiment"))
+def test_experiment_alone_is_a_point_of_its_sweep_and_builds(experiment):
+    from hydra.utils import instantiate
+
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        with_hydra = compose(config_name="train", overrides=[f"experiment={experiment}"], return_hydra_config=True)
+        params = with_hydra.hydra.sweeper.get("params")
+        params = OmegaConf.to_container(params) if params else {}
+        single = compose(config_name="train", overrides=[f"experiment={experiment}"])
+        if params:
+            points = [run_config(compose(config_name="train", overrides=[f"experiment={experiment}", *point]))
+                      for point in sweep_points(params)]
+            assert run_config(single) in points, f"experiment={experiment} without -m is none of its sweep's points"
+    if experiment not in IMAGENET_SIZED:
+        assert instantiate(single.model) is not None
