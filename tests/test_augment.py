@@ -13,7 +13,7 @@ from PIL import Image
 
 from conftest import TINY_DATA, read_metrics, run_cli
 from convnetlab.data import ImageFolderDataModule, read_image
-from convnetlab.data.augment import PRESETS, MixUpCutMix, build_preset, decode_size, scaled
+from convnetlab.data.augment import PRESET_CLASSES, PRESETS, MixUpCutMix, build_preset, decode_size, scaled
 from convnetlab.data.pca_lighting import CACHE_NAME, IMAGENET_EIGVAL, IMAGENET_EIGVEC, PCALighting, cached_pixel_pca
 from convnetlab.lit import ImageClassifier
 
@@ -167,6 +167,7 @@ def test_training_runs_with_a_preset(preset, data_dir, tmp_path):
     run_cli("train", *TINY_DATA, "model=lenet5", "trainer.max_epochs=1", "logger=csv", f"augment={preset}",
             f"hydra.run.dir={run}", cwd=tmp_path, data_dir=data_dir)
     config = (run / ".hydra" / "config.yaml").read_text()
-    assert f"name: {preset}" in config and "test/acc1" in read_metrics(run)
+    assert f"_target_: convnetlab.data.augment.{PRESET_CLASSES[preset].__name__}" in config
+    assert "test/acc1" in read_metrics(run)
     if preset == "tv_v2":
         assert "label_smoothing: 0.1" in config

@@ -52,6 +52,12 @@ def check_classes(split_dir: str | Path, classes: list[str]) -> None:
         raise InputError(f"{split_dir}: class folders differ from train (missing {missing}, extra {extra})")
 
 
+def check_class_count(expected: int | None, found: int, where: str | Path) -> None:
+    """Fail when a configured class count (``data.num_classes``) differs from the data's; None checks nothing."""
+    if expected is not None and expected != found:
+        raise InputError(f"num_classes={expected} but {where} has {found} class folders")
+
+
 def find_samples(split_dir: str | Path, classes: list[str]) -> list[tuple[str, int]]:
     """(path, label) for every image under ``split_dir/<class>/``, in a stable sorted order."""
     samples = []

@@ -75,15 +75,15 @@ class CropAveraging(nn.Module):
 
 
 def use_protocol(module: nn.Module, datamodule, protocol: str) -> None:
-    """Switch an ``ImageClassifier`` + ``ImageFolderDataModule`` pair (before ``setup()``) to ``protocol``.
+    """Switch an ``ImageClassifier`` + image DataModule pair (before ``setup()``) to ``protocol``.
 
-    Multi-crop replaces the eval transform, wraps the backbone in ``CropAveraging`` and divides the
-    eval batch by the number of crops, so memory stays as for one crop.
+    Multi-crop sets the datamodule's eval protocol (``ImageDataModule.set_eval_protocol``: its eval
+    transform and decode size, and the eval batch divided by the number of crops, so memory stays as
+    for one crop) and wraps the backbone in ``CropAveraging``. Any source (folders, shards) works.
     """
+    if protocol not in PROTOCOLS:
+        raise InputError(f"protocol={protocol} is not one of {', '.join(PROTOCOLS)}")
     if protocol == "center":
         return
-    datamodule.eval_transform = protocol_transform(protocol, datamodule.image_size, datamodule.resize_size)
-    sizes = protocol_sizes(datamodule.image_size) if protocol == "multiscale" else [datamodule.resize_size]
-    datamodule.eval_decode_size = max(sizes)
-    datamodule.eval_batch_size = max(1, datamodule.eval_batch_size // (10 * len(sizes)))
+    datamodule.set_eval_protocol(protocol)
     module.backbone = CropAveraging(module.backbone)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 IMAGENET_EIGVAL = (0.2175, 0.0188, 0.0045)
 IMAGENET_EIGVEC = ((-0.5675, 0.7192, 0.4009), (-0.5808, -0.0045, -0.8140), (-0.5836, -0.6948, 0.4203))
 CACHE_NAME = "pca_lighting.json"
+SAMPLE_IMAGES = 500  # training images (evenly spaced) the statistics are computed from
 
 
 class PCALighting(v2.Transform):
@@ -95,3 +96,27 @@ def cached_pixel_pca(cache_dir: str | Path, images: Iterable[torch.Tensor] | Non
     except OSError as error:
         log.warning("could not cache PCA lighting statistics at %s (%s); they will be recomputed", path, error)
     return stats
+
+
+def sample_indices(n: int) -> range:
+    """Evenly spaced indices of (about) ``SAMPLE_IMAGES`` of ``n`` training images."""
+    return range(0, n, max(1, n // SAMPLE_IMAGES))
+
+
+class LazyImages:
+    """The images of ``items()`` (``(image, label)`` pairs, ``None`` for a skipped file), read only when
+    iterated, so a cache hit reads none."""
+
+    def __init__(self, items: Callable[[], Iterable]) -> None:
+        self.items = items
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        yield from (item[0] for item in self.items() if item is not None)
+
+
+def lighting_stats(name: str, channels: int, cache_dir: str | Path, images: Iterable[torch.Tensor]) -> dict[str, list]:
+    """Statistics for ``lighting: auto``: ImageNet's published ones for RGB ImageNet, else ``cached_pixel_pca``
+    of ``images`` (a lazy training sample) in ``cache_dir``."""
+    if name == "imagenet" and channels == 3:
+        return {"eigval": list(IMAGENET_EIGVAL), "eigvec": [list(row) for row in IMAGENET_EIGVEC]}
+    return cached_pixel_pca(cache_dir, images)

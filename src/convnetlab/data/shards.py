@@ -8,29 +8,33 @@ sharding across DDP ranks and DataLoader workers is explicit: the shard list (sh
 with the same seed on every rank) is split by ``rank * num_workers + worker``, so ranks see disjoint
 samples and together every sample once per epoch. Give the writer a shard count divisible by
 ``world_size`` so every rank gets the same number of samples (DDP steps must match).
+``ShardSource`` plugs the shards into the one ``ImageDataModule`` (``ShardedDataModule`` for configs).
 """
 
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import logging
 import random
 import tarfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from torch.utils.data import IterableDataset, get_worker_info
 from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms.v2.functional import pil_to_tensor, rgb_to_grayscale
 
-from convnetlab.data.datamodule import ImageFolderDataModule
+from convnetlab.data.folder import BAD_IMAGE_POLICIES, atomic_dir, find_bad_files, find_samples, list_classes
 from convnetlab.data.folder import SHARD_INDEX as INDEX
-from convnetlab.data.folder import atomic_dir, find_bad_files, find_samples, list_classes
-from convnetlab.errors import MissingFileError
+from convnetlab.data.image_datamodule import ImageDataModule
+from convnetlab.data.pca_lighting import LazyImages, sample_indices
+from convnetlab.data.preprocessing import Preprocessing
+from convnetlab.errors import BadImageError, InputError, MissingFileError
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +93,9 @@ def _decode(data: bytes, channels: int) -> torch.Tensor:
 class ShardedImageDataset(IterableDataset):
     """Yields ``(uint8 image, label)`` from the shards of one split, this rank's and worker's share only.
 
+    A sample that does not decode stops the epoch naming it (``bad_images="error"``) or is skipped and
+    logged (``"skip"``).
+
     ``rank``/``world_size`` are set by the DataModule in the main process (workers cannot ask the
     process group). The shard order is reshuffled every epoch when ``shuffle`` is true; with
     non-persistent workers the epoch advances only through ``set_epoch``.
@@ -97,6 +104,7 @@ class ShardedImageDataset(IterableDataset):
     def __init__(
         self, split_dir: str | Path, counts: list[int], channels: int = 3,
         transform: Callable[[torch.Tensor], torch.Tensor] | None = None, shuffle: bool = False, seed: int = 0,
+        bad_images: str = "error",
     ) -> None:
         self.shards = [Path(split_dir) / f"shard-{i:06d}.tar" for i in range(len(counts))]
         self.counts = counts
@@ -104,6 +112,7 @@ class ShardedImageDataset(IterableDataset):
         self.transform = transform
         self.shuffle = shuffle
         self.seed = seed
+        self.bad_images = bad_images
         self.epoch = 0
         self.rank, self.world_size = 0, 1
 
@@ -139,20 +148,41 @@ class ShardedImageDataset(IterableDataset):
                 if "cls" in sample and len(sample) == 2:
                     del pending[key]
                     data = next(v for k, v in sample.items() if k != "cls")
-                    image = _decode(data, self.channels)
-                    yield (self.transform(image) if self.transform else image), int(sample["cls"])
+                    image = self._decode(data, f"{shard}:{key}")
+                    if image is not None:
+                        yield (self.transform(image) if self.transform else image), int(sample["cls"])
+
+    def _decode(self, data: bytes, name: str) -> torch.Tensor | None:
+        """The image, or None for an undecodable one under ``bad_images="skip"`` (logged)."""
+        try:
+            return _decode(data, self.channels)
+        except (RuntimeError, OSError, ValueError, SyntaxError) as e:
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            if self.bad_images == "error":
+                raise BadImageError(f"cannot decode image {name}: {reason}; rewrite the shards from a folder "
+                                    "checked with `convnetlab-data action=check`, or set data.bad_images=skip") from e
+            log.warning("skipping cannot decode image %s: %s (data.bad_images=skip)", name, reason)
+            return None
 
 
-class ShardedDataModule(ImageFolderDataModule):
-    """``ImageFolderDataModule`` over ``write_shards`` output: same presets, eval protocols and batches.
+class ShardSource:
+    """``write_shards`` output as a DataModule source: ``root`` is the shard folder (with ``index.json``).
 
-    ``root`` is the shard folder (with ``index.json``). In-memory loading and bad-image handling do
-    not apply (bad files were left out when the shards were written).
+    Its datasets order themselves (the train shards are reshuffled per epoch with ``seed``, the same on
+    every rank) and split themselves across ranks and workers, so ``ordered_by_sampler`` is False.
+    ``bad_images`` applies to samples that fail to decode (files that were bad when the shards were
+    written were left out then). Shards are read sequentially, so reduced-size decoding does not apply.
     """
 
-    def __init__(self, root: str | Path, seed: int = 0, **kwargs: Any) -> None:
-        super().__init__(root, **kwargs)
+    ordered_by_sampler = False
+
+    def __init__(self, root: str | Path, seed: int = 0, bad_images: str = "error") -> None:
+        if bad_images not in BAD_IMAGE_POLICIES:
+            raise InputError(f"bad_images={bad_images} is not one of {', '.join(BAD_IMAGE_POLICIES)}")
+        self.root = Path(root)
         self.seed = seed
+        self.bad_images = bad_images
+        self._classes: list[str] | None = None
 
     def _index(self) -> Mapping[str, Any]:
         path = self.root / INDEX
@@ -168,30 +198,57 @@ class ShardedDataModule(ImageFolderDataModule):
             self._classes = list(self._index()["classes"])
         return self._classes
 
-    def _check_split(self, split: str) -> None:
+    def prepare(self) -> None:
+        pass
+
+    def check_split(self, split: str) -> None:
         if split not in self._index()["splits"]:
             raise MissingFileError(f"{self.root} has no {split} shards; rewrite them from a folder with {split}/")
 
-    def _test_split(self) -> str:
-        return "test" if "test" in self._index()["splits"] else "val"
+    def has_test_split(self) -> bool:
+        return "test" in self._index()["splits"]
 
-    def _dataset(self, split: str, transform: Callable | None, decode_size: int | None = None) -> ShardedImageDataset:
-        self._check_split(split)
+    def dataset(self, split: str, channels: int, transform: Callable | None,
+                decode_size: int | None = None) -> ShardedImageDataset:
+        self.check_split(split)
         counts = self._index()["splits"][split]
-        return ShardedImageDataset(self.root / split, counts, self.channels, transform, shuffle=split == "train",
-                                   seed=self.seed)
+        return ShardedImageDataset(self.root / split, counts, channels, transform, shuffle=split == "train",
+                                   seed=self.seed, bad_images=self.bad_images)
 
-    def _loader(self, dataset: ShardedImageDataset | None, batch_size: int, shuffle: bool, drop_last: bool = False,
-                collate_fn: Callable | None = None) -> DataLoader:
-        if dataset is None:
-            raise RuntimeError(f"{type(self).__name__}.setup() has not built this split yet")
-        trainer = getattr(self, "trainer", None)
-        if trainer is not None:
-            dataset.rank, dataset.world_size = trainer.global_rank, trainer.world_size
-            if len(dataset.shards) % trainer.world_size:
-                log.warning("%d shards do not split evenly over %d ranks; ranks will run different step counts",
-                            len(dataset.shards), trainer.world_size)
-        return DataLoader(dataset, batch_size=batch_size, drop_last=drop_last, num_workers=self.num_workers,
-                          pin_memory=self.pin_memory, persistent_workers=self.persistent_workers,
-                          collate_fn=collate_fn)
+    def distribute(self, dataset: ShardedImageDataset, rank: int, world_size: int) -> None:
+        dataset.rank, dataset.world_size = rank, world_size
+        if len(dataset.shards) % world_size:
+            log.warning("%d shards do not split evenly over %d ranks; ranks will run different step counts",
+                        len(dataset.shards), world_size)
 
+    def pixel_sample(self, dataset: ShardedImageDataset) -> Iterable[torch.Tensor]:
+        """The first (about) 500 training samples in shard order."""
+        return LazyImages(lambda: itertools.islice(iter(dataset), len(sample_indices(len(dataset)))))
+
+
+class ShardedDataModule(ImageDataModule):
+    """An ``ImageDataModule`` over ``write_shards`` output: same presets, eval protocols and batches as folders.
+
+    ``root`` is the shard folder (with ``index.json``); ``seed`` the shard-order shuffle seed. The other
+    arguments are ``ImageFolderDataModule``'s; ``in_memory`` does not apply and is refused.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        seed: int = 0,
+        image_size: int = 224,
+        resize_size: int | None = None,
+        channels: int = 3,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        name: str = "shards",
+        bad_images: str = "error",
+        in_memory: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        if in_memory:
+            raise InputError("in_memory does not apply to shards (they are read sequentially); leave it false")
+        self.seed = seed
+        super().__init__(ShardSource(root, seed, bad_images),
+                         Preprocessing.of(image_size, resize_size, channels, mean, std), name=name, **kwargs)

@@ -1,0 +1,48 @@
+"""DataLoaders and batch sizes: one loader recipe for every split and source, and the train batch rules."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from convnetlab.data.folder import collate_present
+
+log = logging.getLogger(__name__)
+
+
+def make_loader(
+    dataset: Dataset, batch_size: int, *, num_workers: int, pin_memory: bool, persistent_workers: bool, seed: int,
+    sampler: Sampler | None = None, drop_last: bool = False, collate_fn: Callable | None = None,
+) -> DataLoader:
+    """Batches of ``dataset`` in its own order (or ``sampler``'s); ``None`` items (skipped bad images) are dropped.
+
+    Worker seeds come from a generator seeded with ``seed``, not from the global RNG, whose position
+    differs on resume.
+    """
+    return DataLoader(
+        dataset,
+        sampler=sampler,
+        generator=torch.Generator().manual_seed(seed),
+        batch_size=batch_size,
+        shuffle=False,
+        drop_last=drop_last,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        persistent_workers=persistent_workers and num_workers > 0,
+        collate_fn=collate_fn or collate_present,
+    )
+
+
+def train_batch_size(size: int, batch_size: int, name: str) -> int:
+    """Few-label train sets may be smaller than a batch: then each step sees the whole set."""
+    if size < batch_size:
+        log.info("%s: %d training images, fewer than batch_size=%d; one batch per epoch", name, size, batch_size)
+    return min(batch_size, size)
+
+
+def drop_lone_last(size: int, batch_size: int) -> bool:
+    """A lone last image is dropped, since BatchNorm cannot train on a batch of one."""
+    return size % batch_size == 1
