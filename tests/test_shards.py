@@ -123,3 +123,101 @@ def test_ddp_cpu_ranks_see_disjoint_samples_and_every_sample_once_per_epoch(shar
         assert len(ranks[0]) == len(ranks[1]) == N // 2  # equal step counts, as DDP needs
         assert not set(ranks[0]) & set(ranks[1])
         assert sorted(ranks[0] + ranks[1]) == list(range(N))
+
+
+# --- shards work with every tool folders do (in-process, one ImageDataModule) ----------------------------
+
+PRESETS_AT_8PX = ("default", "none", "alexnet", "vgg", "inception", "resnet", "tv_v2")
+
+
+@pytest.mark.parametrize("preset", PRESETS_AT_8PX)
+def test_every_augment_preset_runs_on_shards(shards, tmp_path, preset):
+    import shutil
+
+    from convnetlab.data.augment import PRESET_CLASSES
+    from convnetlab.data.pca_lighting import CACHE_NAME
+
+    copy = tmp_path / "shards"  # PCA statistics are cached in the root: keep the shared fixture clean
+    shutil.copytree(shards, copy)
+    preset_object = PRESET_CLASSES[preset]()  # the class defaults, as conf/augment/<preset>.yaml has them
+    dm = ShardedDataModule(copy, image_size=8, resize_size=8, batch_size=4, num_workers=0, augment=preset_object)
+    assert dm.augment is preset_object
+    dm.setup("fit")
+    images, targets = next(iter(dm.train_dataloader()))
+    assert images.shape == (4, 3, 8, 8)
+    if preset == "tv_v2":  # MixUp/CutMix batches: float images, soft targets
+        assert images.dtype == torch.float32 and targets.shape == (4, 2)
+    else:
+        assert images.dtype == torch.uint8 and targets.dtype == torch.int64
+    assert (copy / CACHE_NAME).is_file() == (preset in ("alexnet", "vgg", "resnet"))  # lighting: auto
+
+
+@pytest.mark.parametrize(("protocol", "crops"), [("center", None), ("10crop", 10), ("multiscale", 30)])
+def test_eval_protocols_run_on_shards(shards, protocol, crops):
+    from convnetlab.data.multicrop import CropAveraging, use_protocol
+
+    module = torch.nn.Module()
+    module.backbone = torch.nn.Identity()
+    dm = ShardedDataModule(shards, image_size=8, resize_size=8, batch_size=60, num_workers=0)
+    use_protocol(module, dm, protocol)
+    assert dm.preprocessing.eval_protocol == protocol
+    dm.setup("test")
+    images, labels = next(iter(dm.test_dataloader()))
+    if crops is None:
+        assert images.shape == (16, 3, 8, 8) and not isinstance(module.backbone, CropAveraging)
+    else:
+        assert dm.eval_batch_size == 60 // crops and isinstance(module.backbone, CropAveraging)
+        assert images.shape == (60 // crops, crops, 3, 8, 8)
+        assert dm.eval_decode_size == max(dm.preprocessing.eval_sizes)
+
+
+def _with_bad_sample(shards: Path, out: Path) -> Path:
+    """A copy of ``shards`` whose first train shard ends with an undecodable PNG (header fine, body garbage)."""
+    import io
+    import shutil
+    import tarfile
+
+    shutil.copytree(shards, out)
+    shard = out / "train" / "shard-000000.tar"
+    with tarfile.open(shard, "a") as tar:
+        for name, data in (("99999999.png", b"\x89PNG\r\n\x1a\n" + b"garbage" * 20 + b"IEND"), ("99999999.cls", b"0")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return out
+
+
+def test_bad_image_policy_applies_to_shard_samples(shards, tmp_path):
+    from convnetlab.errors import BadImageError
+
+    bad = _with_bad_sample(shards, tmp_path / "bad")
+    dm = ShardedDataModule(bad, image_size=8, resize_size=8, batch_size=17, num_workers=0)
+    dm.setup("fit")
+    with pytest.raises(BadImageError, match=r"shard-000000\.tar:99999999.*data\.bad_images=skip"):
+        list(dm.train_dataset)
+    dm = ShardedDataModule(bad, image_size=8, resize_size=8, batch_size=17, num_workers=0, bad_images="skip",
+                           augment={"name": "none"})
+    dm.setup("fit")
+    assert sorted(_ids(torch.stack([x for x, _ in dm.train_dataset]))) == list(range(N))
+    with pytest.raises(ValueError, match="bad_images=maybe"):
+        ShardedDataModule(bad, bad_images="maybe")
+    with pytest.raises(ValueError, match="in_memory"):
+        ShardedDataModule(bad, in_memory=True)
+
+
+def test_shards_config_instantiates_the_one_datamodule(shards):
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    from convnetlab.data import ImageDataModule
+    from convnetlab.data.folder import register_resolvers
+    from convnetlab.data.shards import ShardSource
+
+    register_resolvers()
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=["data=shards", f"data.root={shards}", "data.image_size=8",
+                                          "data.num_workers=0", "augment=alexnet", "augment.lighting=imagenet"])
+    dm = instantiate(cfg.data)
+    assert isinstance(dm, ImageDataModule) and isinstance(dm.source, ShardSource)
+    assert not dm.source.ordered_by_sampler and dm.num_classes == cfg.data.num_classes == 2
+    assert dm.train_transform is not None  # published lighting values: nothing to compute at setup
