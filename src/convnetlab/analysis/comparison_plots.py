@@ -6,22 +6,16 @@ import csv
 import math
 from pathlib import Path
 
+from matplotlib.figure import Figure
+
 from convnetlab.analysis.comparison import Row, Run
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from convnetlab.analysis.plots import save_figure
 
 
 def plot_error_vs_gflops(rows: list[Row], path: Path, title: str = "") -> Path:
     """The classic accuracy-vs-operations chart: x GFLOPs (log), y top-1 error, area proportional to params."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7.0, 4.8))
+    fig = Figure(figsize=(7.0, 4.8))
+    ax = fig.subplots()
     biggest = max(row.mean["params_m"] for row in rows)
     for i, row in enumerate(rows):
         x, y = row.mean["gflops"], row.mean["top1_err"]
@@ -38,9 +32,7 @@ def plot_error_vs_gflops(rows: list[Row], path: Path, title: str = "") -> Path:
     ax.set_title(title or "Top-1 error vs operations (marker area ~ parameters; bars: std over seeds)")
     ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def val_error_per_epoch(run: Run) -> dict[int, float]:
@@ -61,8 +53,8 @@ def val_error_per_epoch(run: Run) -> dict[int, float]:
 
 def plot_error_vs_epoch(rows: list[Row], path: Path) -> Path:
     """Mean validation top-1 error per epoch for each model (mean over its runs at each epoch)."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7.0, 4.5))
+    fig = Figure(figsize=(7.0, 4.5))
+    ax = fig.subplots()
     for i, row in enumerate(rows):
         curves = [val_error_per_epoch(run) for run in row.runs]
         epochs = sorted({e for curve in curves for e in curve})
@@ -75,6 +67,4 @@ def plot_error_vs_epoch(rows: list[Row], path: Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)

@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from matplotlib.figure import Figure
 
+from convnetlab.analysis.plots import save_figure
 from convnetlab.runs import METRICS_FILE
 
 AGGREGATED_OVER = ("seed",)
@@ -119,12 +121,8 @@ def plot_rows(rows: Sequence[FindingRow], path: Path, y: str, y_label: str, x: s
               log_y: bool = False, title: str = "") -> Path:
     """``y`` per row: with ``x`` (an override key) one line per combination of the other settings,
     else horizontal bars; error bars are the std over seeds."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 0.45 * len(rows) + 1.6) if x is None else (6.4, 4.0))
+    fig = Figure(figsize=(6.4, 0.45 * len(rows) + 1.6) if x is None else (6.4, 4.0))
+    ax = fig.subplots()
     if x is None:
         means = [r.mean(y) for r in rows]
         errors = [0.0 if math.isnan(r.std(y)) else r.std(y) for r in rows]
@@ -153,10 +151,7 @@ def plot_rows(rows: Sequence[FindingRow], path: Path, y: str, y_label: str, x: s
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _number(text: str) -> float:

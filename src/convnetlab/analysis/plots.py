@@ -49,9 +49,15 @@ def upscale(image: Tensor, factor: int) -> Tensor:
     return image.repeat_interleave(factor, dim=-2).repeat_interleave(factor, dim=-1)
 
 
-def save_figure(fig: Figure, path: Path, **kwargs) -> Path:
+def save_figure(fig: Figure, path: Path, dpi: int = 100, **kwargs) -> Path:
+    """Every PNG of the project is written here: the parent folder is created, ``path`` returned.
+
+    Build ``fig`` as ``matplotlib.figure.Figure`` (not pyplot): it needs no backend and is freed with
+    its last reference, so library code never switches a notebook's backend or leaks open figures.
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, **kwargs)
+    fig.savefig(path, dpi=dpi, **kwargs)
     return path
 
 

@@ -3,7 +3,7 @@
 Every ``every_n_steps`` optimizer steps the L2 norm of each conv/linear weight gradient in the
 backbone is logged as ``train/grad_norm/<layer>``; at the end of training the mean norm per layer is
 plotted (log scale) to ``gradient_flow.png`` in the run dir, and the mean norms of the first and the
-last layer go to its ``metrics.json`` (``train/grad_norm_first``, ``train/grad_norm_last``). Measured
+last layer go to the run summary (``train/grad_norm_first``, ``train/grad_norm_last`` in ``metrics.json``). Measured
 in ``on_before_optimizer_step``, where gradients are unscaled (AMP), accumulated and, under DDP, already averaged across ranks.
 """
 
@@ -17,7 +17,6 @@ import torch
 from pytorch_lightning.utilities import rank_zero_only
 from torch import nn
 
-from convnetlab.runs import update_metrics
 
 
 def weight_layers(backbone: nn.Module) -> list[tuple[str, nn.Parameter]]:
@@ -53,27 +52,31 @@ class GradientFlow(pl.Callback):
 
     @rank_zero_only
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not self.history:
-            return
-        run_dir = Path(self.output_dir or trainer.default_root_dir)
-        self.plot(run_dir / self.filename)
-        ordered = [name for name, _ in weight_layers(pl_module.backbone) if name in self.history]  # input -> output
-        if ordered:  # a layer unfrozen late joins history late, so follow the network's order, not history's
-            mean = {name: statistics.fmean(self.history[name]) for name in (ordered[0], ordered[-1])}
-            update_metrics(run_dir, {"train/grad_norm_first": mean[ordered[0]], "train/grad_norm_last": mean[ordered[-1]]})
+        if self.history:
+            self.plot(Path(self.output_dir or trainer.default_root_dir) / self.filename)
+        self._first_last = [name for name, _ in weight_layers(pl_module.backbone) if name in self.history]
+
+    def summary_metrics(self, trainer: pl.Trainer) -> dict[str, float]:
+        """Mean norms of the first and last layer, in the network's order (a layer unfrozen late joins
+        ``history`` late, so history's order is not the network's)."""
+        ordered = getattr(self, "_first_last", [])
+        if not ordered:
+            return {}
+        return {"train/grad_norm_first": statistics.fmean(self.history[ordered[0]]),
+                "train/grad_norm_last": statistics.fmean(self.history[ordered[-1]])}
 
     def plot(self, path: Path) -> Path:
         """Mean (and min..max band) gradient norm per layer, first to last, on a log axis."""
-        import matplotlib
+        from matplotlib.figure import Figure
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from convnetlab.analysis.plots import save_figure
 
         names = list(self.history)
         series = [torch.tensor(self.history[n]) for n in names]
         mean = [s.mean().item() for s in series]
         floor = min((v for v in mean if v > 0), default=1e-12)
-        fig, ax = plt.subplots(figsize=(max(6.0, 0.25 * len(names)), 4.0))
+        fig = Figure(figsize=(max(6.0, 0.25 * len(names)), 4.0))
+        ax = fig.subplots()
         x = range(len(names))
         ax.fill_between(x, [max(s.min().item(), floor) for s in series], [s.max().item() for s in series], alpha=0.2)
         ax.plot(x, [max(v, floor) for v in mean], marker="o")
@@ -83,10 +86,7 @@ class GradientFlow(pl.Callback):
         ax.set_ylabel("gradient L2 norm")
         ax.set_title(f"Gradient flow ({len(series[0])} measurements)")
         fig.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        return path
+        return save_figure(fig, path, dpi=120)
 
     def state_dict(self) -> dict:
         return {"history": self.history}
