@@ -14,9 +14,10 @@ from torch import nn
 
 from convnetlab.analysis import findings
 from convnetlab.analysis.complexity import count_parameters
-from convnetlab.analysis.filter_structure import low_frequency_share, noise_share
+from convnetlab.analysis.filter_structure import filters_at_init_and_trained, low_frequency_share, noise_share
 from convnetlab.analysis.generations import generations_table
 from convnetlab.callbacks import TimeToAccuracy
+from convnetlab.summary import callback_metrics
 from convnetlab.errors import InputError
 from convnetlab.models import build_model
 
@@ -99,34 +100,54 @@ def test_low_frequency_share_is_at_noise_level_for_random_and_one_for_constant_k
     assert noise_share(3) == pytest.approx(1 / 9) and noise_share(7) == pytest.approx(9 / 49)
 
 
-def test_time_to_accuracy_records_the_first_epoch_at_target_and_writes_metrics(tmp_path):
-    callback = TimeToAccuracy(target=0.5, output_dir=str(tmp_path))
+def test_filters_at_init_and_trained_leaves_the_callers_rng_alone(tmp_path):
+    """The initial weights are drawn with the run's seed from a forked RNG: the caller's stream goes on."""
+    import pytorch_lightning as pl
+
+    from convnetlab.lit import ImageClassifier
+
+    backbone = {"_target_": "convnetlab.models.build_model", "arch": "lenet5", "num_classes": 4, "in_channels": 1,
+                "input_size": 32}
+    module = ImageClassifier(backbone=backbone, num_classes=4, optimizer={"_target_": "torch.optim.SGD", "_partial_": True,
+                             "lr": 0.1}, mean=[0.5], std=[0.25])
+    ckpt = tmp_path / "model.ckpt"
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
+                "pytorch-lightning_version": pl.__version__}, ckpt)
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    stats, png = filters_at_init_and_trained(ckpt, tmp_path / "pictures" / "filters.png")
+    assert torch.equal(torch.get_rng_state(), before)
+    again, _ = filters_at_init_and_trained(ckpt, tmp_path / "again.png")
+    assert again == stats and png.stat().st_size > 1000  # the same initial draw each time, and a picture
+
+
+def test_time_to_accuracy_reports_the_first_epoch_at_target_to_the_run_summary(tmp_path):
+    callback = TimeToAccuracy(target=0.5)
     callback.on_fit_start(None, None)
     for epoch, acc in enumerate([0.2, 0.55, 0.4, 0.7]):
         trainer = SimpleNamespace(sanity_checking=False, current_epoch=epoch, callback_metrics={"val/acc1": torch.tensor(acc)})
         callback.on_validation_end(trainer, None)
-    callback.on_fit_end(None, None)
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    metrics = callback_metrics([callback], trainer)
     assert metrics["val/epochs_to_target"] == 2 and metrics["val/target"] == 0.5
     assert 0 < metrics["val/seconds_to_target"] < 60
+    assert not (tmp_path / "metrics.json").exists()  # callbacks report; the entry point writes
 
 
-def test_time_to_accuracy_reports_null_when_never_reached(tmp_path):
-    callback = TimeToAccuracy(target=0.9, output_dir=str(tmp_path))
+def test_time_to_accuracy_reports_null_when_never_reached():
+    callback = TimeToAccuracy(target=0.9)
     callback.on_fit_start(None, None)
     callback.on_validation_end(SimpleNamespace(sanity_checking=False, current_epoch=0,
                                                callback_metrics={"val/acc1": torch.tensor(0.3)}), None)
-    callback.on_fit_end(None, None)
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    metrics = callback.summary_metrics(None)
     assert metrics["val/epochs_to_target"] is None and metrics["val/seconds_to_target"] is None
 
 
 def test_time_to_accuracy_survives_a_resume(tmp_path):
-    before = TimeToAccuracy(target=0.5, output_dir=str(tmp_path))
+    before = TimeToAccuracy(target=0.5)
     before.on_fit_start(None, None)
     before.on_validation_end(SimpleNamespace(sanity_checking=False, current_epoch=2,
                                              callback_metrics={"val/acc1": torch.tensor(0.6)}), None)
-    after = TimeToAccuracy(target=0.5, output_dir=str(tmp_path))
+    after = TimeToAccuracy(target=0.5)
     after.load_state_dict(before.state_dict())
     after.on_fit_start(None, None)
     assert (after.epochs, after.seconds) == (3, before.seconds)

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import torch
 import yaml
-from hydra.utils import instantiate
+from matplotlib.figure import Figure
 from torch import Tensor
 
 from convnetlab.analysis.filters import conv_layers, filter_grid
+from convnetlab.analysis.plots import save_figure
 from convnetlab.errors import InputError
 from convnetlab.runs import run_dir_of_checkpoint
 
@@ -52,10 +53,11 @@ def filters_at_init_and_trained(ckpt_path: str | Path, png: Path, layers: list[s
     from the checkpoint, initial ones from the same architecture drawn with the run's seed."""
     from convnetlab.lit import ImageClassifier
 
-    module = ImageClassifier.load_from_checkpoint(ckpt_path, map_location="cpu", weights_only=True)
-    trained = module.backbone
-    torch.default_generator.manual_seed(_run_seed(ckpt_path))
-    initial = instantiate(dict(module.hparams.backbone))
+    with torch.random.fork_rng(devices=[]):  # building networks draws initial weights: the caller's RNG is restored
+        module = ImageClassifier.load_from_checkpoint(ckpt_path, map_location="cpu", weights_only=True)
+        trained = module.backbone
+        torch.manual_seed(_run_seed(ckpt_path))
+        initial = type(module)(**module.hparams).backbone  # built as the run built it, before training
     convs = dict(conv_layers(trained))
     names = list(layers) if layers else [next(iter(convs)), list(convs)[-1]]
     if len(names) != 2 or any(name not in convs for name in names):
@@ -74,18 +76,11 @@ def filters_at_init_and_trained(ckpt_path: str | Path, png: Path, layers: list[s
 
 
 def _save_grids(grids: list[tuple[str, Tensor]], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(len(grids) // 2, 2, figsize=(8.0, 4.2 * (len(grids) // 2)), squeeze=False)
+    fig = Figure(figsize=(8.0, 4.2 * (len(grids) // 2)))
+    axes = fig.subplots(len(grids) // 2, 2, squeeze=False)
     for ax, (title, grid) in zip(axes.flat, grids):
         ax.imshow(grid.permute(1, 2, 0).squeeze(-1).numpy(), cmap="gray", interpolation="nearest")
         ax.set_title(title, fontsize=8)
         ax.axis("off")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
