@@ -1,6 +1,6 @@
 """Transfer experiment: from scratch vs feature extraction vs phased fine-tuning, at few and many labels.
 
-Run (about 10 minutes on 2 CPU cores; everything is generated locally, nothing is downloaded):
+Run (everything is generated locally, nothing is downloaded):
 
     python scripts/transfer_experiment.py [--out DIR] [extra Hydra overrides]
 
@@ -40,8 +40,8 @@ SEEDS = (0, 1, 2)
 METHODS = {"transfer_scratch": "from scratch", "transfer_features": "feature extraction",
            "transfer_finetune": "phased fine-tuning"}
 # One intra-op thread per run unless OMP_NUM_THREADS says otherwise: these runs are small (batches of 8-32
-# images at 32 px), and on a shared machine OpenMP threads spinning against other processes made every
-# step ~15x slower (measured: 2.2 s vs 0.14 s per batch-8 step with 2 vs 1 threads under load 5).
+# images at 32 px), and on a shared machine OpenMP threads spinning against other processes make every
+# step many times slower than one thread does.
 ENV = {"OMP_NUM_THREADS": "1", **os.environ}
 # The data of experiment=transfer_scratch, for convnetlab-embed (which takes no experiment).
 TARGET = ["data=shapes", "data.num_classes=8", "data.class_offset=8", "data.per_class_val=20", "data.per_class_test=100"]

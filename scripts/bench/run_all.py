@@ -1,4 +1,4 @@
-"""Run every benchmark in scripts/bench/ and write one summary: `make bench` (about 20 minutes on 2 cores).
+"""Run every benchmark in scripts/bench/ and write one summary: `make bench`.
 
 Run: python scripts/bench/run_all.py [--out bench-results/<UTC date>]
 
