@@ -116,7 +116,10 @@ def test_checkpoint_loads_with_weights_only_and_rebuilds_the_model(tmp_path):
     path = tmp_path / "m.ckpt"
     trainer.save_checkpoint(path)
     raw = torch.load(path, weights_only=True)
-    assert raw["hyper_parameters"]["backbone"] == LENET
+    # Hyperparameters name the architecture and schedule with plain kwargs, never convnetlab import paths.
+    assert raw["hyper_parameters"]["backbone"] == {k: v for k, v in LENET.items() if k != "_target_"}
+    assert raw["hyper_parameters"]["scheduler"] == {"name": "cosine", "warmup_epochs": 1}
+    assert "convnetlab." not in repr(raw["hyper_parameters"])
     restored = ImageClassifier.load_from_checkpoint(path, weights_only=True)
     images = tiny_batches(4).tensors[0]
     module.eval(), restored.eval()

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from convnetlab.data import IMAGENET_MEAN, IMAGENET_STD
 from convnetlab.lit import ImageClassifier
 from convnetlab.models import build_model
-from convnetlab.models.weights import cached_weights_file, eval_transform_mismatch, torchvision_weights
+from convnetlab.models.weights import cached_weights_file, eval_transform_mismatch, input_normalization, torchvision_weights
 
 TINY = {"input_size": 32, "width": 0.125}
 SGD = {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.05}
@@ -79,8 +79,9 @@ def test_googlenet_weights_switch_on_transform_input_with_imagenet_normalisation
     model = module.backbone
     assert model.transform_input and model.aux1 is None
     assert_same_except(model, {k: v for k, v in reference.state_dict().items() if not k.startswith("aux")}, "fc.")
-    # transform_input re-maps ImageNet-normalised inputs, so the module normalises with ImageNet's statistics.
-    assert module.hparams.mean == pytest.approx(IMAGENET_MEAN) and module.hparams.std == pytest.approx(IMAGENET_STD)
+    # transform_input re-maps ImageNet-normalised inputs, so runs normalise with ImageNet's statistics.
+    mean, std = input_normalization("googlenet", "DEFAULT", [0.5] * 3, [0.25] * 3)
+    assert mean == pytest.approx(IMAGENET_MEAN) and std == pytest.approx(IMAGENET_STD)
 
 
 def test_a_plain_state_dict_file_loads_into_the_same_architecture(tmp_path):
@@ -119,7 +120,9 @@ def test_a_convnetlab_checkpoint_starts_a_new_task_and_its_checkpoints_stand_alo
                              num_classes=3, optimizer=SGD, mean=[0.5] * 3, std=[0.25] * 3)
     assert_same_except(target.backbone, source.backbone.state_dict(), "fc.")
     assert target.backbone.fc.out_features == 3
-    assert target.hparams.mean == [0.4] * 3 and target.hparams.std == [0.2] * 3  # the weights' normalisation
+    # the weights' normalisation wins over the data's
+    assert input_normalization("resnet18", str(tmp_path / "source.ckpt"), [0.5] * 3, [0.25] * 3) == ([0.4] * 3, [0.2] * 3)
+    assert input_normalization("resnet18", None, [0.5] * 3, [0.25] * 3) == ([0.5] * 3, [0.25] * 3)
     assert "weights" not in target.hparams.backbone
     assert target.hparams.backbone_weights == str(tmp_path / "source.ckpt")
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import netrc
 import secrets
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -95,3 +96,25 @@ def finish_wandb(loggers: list[Logger], exit_code: int = 0) -> None:
 
         if wandb.run is not None:
             wandb.finish(exit_code=exit_code)
+
+
+class LoggerSession:
+    """The loggers of one job; ``failed`` marks its W&B run failed when the session closes."""
+
+    def __init__(self, loggers: list[Logger]) -> None:
+        self.loggers, self.failed = loggers, False
+
+
+@contextmanager
+def logger_session(
+    logger_cfgs: Mapping[str, Any] | None, run_dir: Path, run_config: dict, is_rank_zero: bool = True
+) -> Iterator[LoggerSession]:
+    """:func:`build_loggers`, and W&B always closed at the end (one W&B run per Hydra job), failed on an error."""
+    session = LoggerSession(build_loggers(logger_cfgs, run_dir, run_config, is_rank_zero=is_rank_zero))
+    try:
+        yield session
+    except BaseException:
+        session.failed = True
+        raise
+    finally:
+        finish_wandb(session.loggers, exit_code=1 if session.failed else 0)

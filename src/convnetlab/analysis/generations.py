@@ -14,42 +14,44 @@ from pathlib import Path
 from torch import nn
 
 from convnetlab.analysis.complexity import count_parameters, forward_gflops
-from convnetlab.analysis.published import published_errors
-from convnetlab.models import build_model
+from convnetlab.models import build_model, registry
 
 COLUMNS = ("model", "params", "conv_params", "fc_params", "aux_params", "gflops", "top1_err")
 
 
-def _params_of(model: nn.Module, kind: type, skip: str | None = None) -> int:
+def _params_of(model: nn.Module, kind: type, skip: tuple[str, ...] = ()) -> int:
     return sum(count_parameters(m, trainable_only=False) for name, m in model.named_modules()
-               if isinstance(m, kind) and not (skip and name.startswith(skip)))
+               if isinstance(m, kind) and not name.split(".")[0] in skip)
 
 
 def generation_row(arch: str, aux_heads: bool = False) -> dict:
-    """One network's breakdown; ``aux_heads`` builds GoogLeNet with its two training-only classifiers."""
-    if arch == "lenet5":  # a 32x32 grayscale, 10-class network: its own setting, not ImageNet's
-        model, shape, suffix = build_model(arch, 10, in_channels=1, input_size=32), (1, 32, 32), " (32x32, 10 classes)"
-    else:
-        model, shape, suffix = build_model(arch, 1000, **({"aux_logits": True} if aux_heads else {})), (3, 224, 224), ""
+    """One network's breakdown at its published setting; ``aux_heads`` builds it with its built-in
+    training-only classifiers (GoogLeNet's two)."""
+    spec = registry.get(arch)
+    channels, side, classes = spec.reference_input
+    model = build_model(arch, classes, in_channels=channels, input_size=side, **(spec.aux_option if aux_heads else {}))
+    setting = "" if (channels, side, classes) == (3, 224, 1000) else f" ({side}x{side}, {classes} classes)"
     model.eval()  # GoogLeNet's aux heads run in train mode only; GFLOPs are for inference
-    aux = sum(count_parameters(getattr(model, a)) for a in ("aux1", "aux2") if getattr(model, a, None) is not None)
-    err = published_errors(arch)
-    total = count_parameters(model)
+    aux = sum(count_parameters(getattr(model, a)) for a in spec.builtin_aux if getattr(model, a, None) is not None)
+    err = registry.published_errors(arch)
     return {
-        "model": arch + suffix + (" + aux heads" if aux_heads else ""),
-        "params": total,
-        "conv_params": _params_of(model, nn.Conv2d, skip="aux"),
-        "fc_params": _params_of(model, nn.Linear, skip="aux"),
+        "model": arch + setting + (" + aux heads" if aux_heads else ""),
+        "params": count_parameters(model),
+        "conv_params": _params_of(model, nn.Conv2d, skip=tuple(spec.builtin_aux)),
+        "fc_params": _params_of(model, nn.Linear, skip=tuple(spec.builtin_aux)),
         "aux_params": aux,
-        "gflops": forward_gflops(model, shape),
+        "gflops": forward_gflops(model, (channels, side, side)),
         "top1_err": err["top1_err"] if err else None,
     }
 
 
-def generations_table(archs: list[str], googlenet_aux: bool = True) -> list[dict]:
-    rows = [generation_row(arch) for arch in archs]
-    if googlenet_aux and "googlenet" in archs:
-        rows.insert(archs.index("googlenet") + 1, generation_row("googlenet", aux_heads=True))
+def generations_table(archs: list[str], aux_heads: bool = True) -> list[dict]:
+    """A row per arch; with ``aux_heads``, each arch with built-in auxiliary heads gets a second row with them."""
+    rows = []
+    for arch in archs:
+        rows.append(generation_row(arch))
+        if aux_heads and registry.get(arch).builtin_aux:
+            rows.append(generation_row(arch, aux_heads=True))
     return rows
 
 

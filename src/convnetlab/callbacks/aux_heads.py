@@ -2,11 +2,11 @@
 
 Szegedy et al. (2014) attach small classifiers to intermediate layers and optimise
 ``main loss + sum(weight * head loss)`` so early layers receive a direct gradient; the heads are thrown
-away at inference. Here the heads live in ``pl_module.aux_heads`` (an ``nn.ModuleDict``) so that they
-are created in ``setup`` -- before ``configure_optimizers`` and before a checkpoint is restored -- and
-are therefore optimised, checkpointed and restored on resume like any other parameter.
-``ImageClassifier.on_load_checkpoint`` drops ``aux_heads.*`` when loaded without this callback, so the
-backbone weights alone are the inference model.
+away at inference. Here the heads are attached to the module as ``aux_heads`` (an ``nn.ModuleDict``,
+``ImageClassifier.attach``) in ``setup`` -- before ``configure_optimizers`` and before a checkpoint is
+restored -- so they are optimised, checkpointed and restored on resume like any other parameter; their
+losses join the training loss through ``ImageClassifier.add_loss_term``. A checkpoint loaded without
+this callback drops ``aux_heads.*``, so the backbone weights alone are the inference model.
 
 Features are captured with forward hooks only while a training or validation batch runs; during
 test and predict the hooks do nothing and the heads never run.
@@ -87,15 +87,15 @@ class AuxiliaryClassifiers(pl.Callback):
             for name in self.heads:
                 self._handles.append(modules[name].register_forward_hook(self._hook(name)))
         num_classes = self.num_classes or pl_module.hparams.num_classes
-        if not hasattr(pl_module, "aux_heads"):  # setup runs again for validate/test: build once
+        if pl_module.attached("aux_heads") is None:  # setup runs again for validate/test: build once
             shapes = self._feature_shapes(trainer, pl_module)
             heads = nn.ModuleDict()
             for name, (channels, spatial) in shapes.items():
                 heads[head_key(name)] = (googlenet_head(channels, num_classes, spatial) if self.head_type == "googlenet"
                                          else gap_head(channels, num_classes))
-            pl_module.aux_heads = heads.to(pl_module.device)
-        pl_module.loss_terms.update({f"aux_loss/{name}": (w, self._loss_fn(pl_module, name))
-                                     for name, w in self.heads.items()})
+            pl_module.attach("aux_heads", heads.to(pl_module.device))
+        for name, weight in self.heads.items():
+            pl_module.add_loss_term(f"aux_loss/{name}", weight, self._loss_fn(pl_module, name))
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage == "fit":
@@ -104,7 +104,7 @@ class AuxiliaryClassifiers(pl.Callback):
             handle.remove()
         self._handles = []
         for name in self.heads:
-            pl_module.loss_terms.pop(f"aux_loss/{name}", None)
+            pl_module.remove_loss_term(f"aux_loss/{name}")
 
     @torch.no_grad()
     def _feature_shapes(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, tuple[int, int]]:
@@ -130,8 +130,8 @@ class AuxiliaryClassifiers(pl.Callback):
         return hook
 
     def _loss_fn(self, pl_module: pl.LightningModule, name: str):
-        def loss(targets: torch.Tensor) -> torch.Tensor:
-            logits = pl_module.aux_heads[head_key(name)](self._features.pop(name))
+        def loss(outputs, targets: torch.Tensor) -> torch.Tensor:
+            logits = pl_module.attached("aux_heads")[head_key(name)](self._features.pop(name))
             return pl_module.loss(logits, targets)
         return loss
 
@@ -156,7 +156,7 @@ class AuxiliaryClassifiers(pl.Callback):
             if features is None:
                 continue
             # Batch accuracy averaged with batch_size weights over the epoch = exact micro top-1.
-            hits = (pl_module.aux_heads[head_key(name)](features).argmax(dim=1) == targets).float().mean()
+            hits = (pl_module.attached("aux_heads")[head_key(name)](features).argmax(dim=1) == targets).float().mean()
             pl_module.log(f"val/aux_acc1/{name}", hits, on_step=False, on_epoch=True, batch_size=len(targets),
                           sync_dist=True)
         self._features.clear()

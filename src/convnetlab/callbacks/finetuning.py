@@ -40,7 +40,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.optim import Optimizer
 
 from convnetlab.errors import InputError
-from convnetlab.models.stages import head_modules, stages
+from convnetlab.models import registry
 
 
 @dataclass(frozen=True)
@@ -70,8 +70,8 @@ class Phase:
                    None if ratio is None else float(ratio))
 
 
-def _arch(pl_module: pl.LightningModule) -> str:
-    return pl_module.hparams.backbone.get("arch", "")
+def _arch(pl_module: pl.LightningModule) -> registry.Architecture:
+    return registry.get(pl_module.hparams.backbone.get("arch", ""))
 
 
 def _submodules(backbone: nn.Module, names: Sequence[str], who: str) -> list[nn.Module]:
@@ -102,12 +102,12 @@ class FeatureExtraction(BaseFinetuning):
         self.head = [str(name) for name in head] if head else None
 
     def head_names(self, pl_module: pl.LightningModule) -> list[str]:
-        return self.head or head_modules(pl_module.backbone, _arch(pl_module))
+        return self.head or _arch(pl_module).head_modules(pl_module.backbone)
 
     def freeze_before_training(self, pl_module: pl.LightningModule) -> None:
         self.freeze(pl_module.backbone, train_bn=False)
         self.make_trainable(_submodules(pl_module.backbone, self.head_names(pl_module), type(self).__name__))
-        pl_module.param_group_prefix = "head"
+        pl_module.name_param_groups("head")
 
     def finetune_function(self, pl_module: pl.LightningModule, epoch: int, optimizer: Optimizer) -> None:
         """Nothing to unfreeze: the backbone stays frozen."""
@@ -122,7 +122,7 @@ class FinetuningSchedule(FeatureExtraction):
 
     Args:
         phases: ``[{epoch, modules, lr | lr_ratio, name?}, ...]`` (see :class:`Phase`); None builds the
-            preset from the arch's stages (``models.stages``), last first, with the options below.
+            preset from the arch's stages (its registry entry), last first, with the options below.
         start_epoch, every_n_epochs: stage ``i`` (0 = last) unfreezes at ``start_epoch + i * every_n_epochs``.
         num_stages: how many stages the preset unfreezes (None: all; earlier ones only pay off with
             enough data).
@@ -158,10 +158,10 @@ class FinetuningSchedule(FeatureExtraction):
             phases = [Phase.parse(spec) for spec in self.phase_specs]
         else:
             arch, p = _arch(pl_module), self.preset
-            available = stages(pl_module.backbone, arch)
+            available = arch.stages_last_first(pl_module.backbone)
             count = len(available) if p["num_stages"] is None else int(p["num_stages"])
             if not 0 <= count <= len(available):
-                raise InputError(f"num_stages={count} but {arch} has {len(available)} stages: "
+                raise InputError(f"num_stages={count} but {arch.name} has {len(available)} stages: "
                                  f"{', '.join(label for label, _ in available)}")
             phases = [Phase(p["start_epoch"] + i * p["every_n_epochs"], tuple(names), label,
                             lr_ratio=p["lr_ratio"] * p["lr_ratio_decay"] ** i)

@@ -71,3 +71,7 @@ class TrainThroughput(pl.Callback):
         self.images = state_dict["images"]
         self.seconds = state_dict["seconds"]
         self.train_seconds = state_dict.get("train_seconds", 0.0)
+
+    def summary_metrics(self, trainer: pl.Trainer) -> dict[str, float]:
+        """Training images/s over all ranks (each rank times its own batches) and fit wall time."""
+        return {"train_images_per_s": self.images_per_second * trainer.world_size, "train_seconds": self.train_seconds}

@@ -3,27 +3,23 @@
 Final accuracy hides speed: two networks can end equal after one needed three times as many epochs.
 At every validation (the sanity check excluded) the callback compares ``monitor`` with ``target`` and
 remembers the first epoch and the wall seconds since the start of fit (validation included, as a
-user waits for it) at which it was reached. At the end of fit the result goes to the run's
-``metrics.json`` as ``val/epochs_to_target``, ``val/seconds_to_target`` (null if never reached) and
-``val/target``.
+user waits for it) at which it was reached. The run summary (``metrics.json``) reports them as
+``val/epochs_to_target``, ``val/seconds_to_target`` (null if never reached) and ``val/target``.
 """
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
-from pytorch_lightning.utilities import rank_zero_only
-
-from convnetlab.runs import update_metrics
 
 
 class TimeToAccuracy(pl.Callback):
-    """Args: target (fraction in [0, 1]); monitor (a logged validation metric); output_dir (the run dir)."""
+    """Args: target (fraction in [0, 1]); monitor (a logged validation metric)."""
 
-    def __init__(self, target: float, output_dir: str, monitor: str = "val/acc1") -> None:
-        self.target, self.monitor, self.output_dir = float(target), monitor, output_dir
+    def __init__(self, target: float, monitor: str = "val/acc1") -> None:
+        self.target, self.monitor = float(target), monitor
         self.epochs: int | None = None
         self.seconds: float | None = None
         self._seconds_before = 0.0
@@ -42,10 +38,8 @@ class TimeToAccuracy(pl.Callback):
         if float(value) >= self.target:
             self.epochs, self.seconds = trainer.current_epoch + 1, self.elapsed()
 
-    @rank_zero_only
-    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        update_metrics(Path(self.output_dir), {"val/target": self.target, "val/epochs_to_target": self.epochs,
-                                               "val/seconds_to_target": self.seconds})
+    def summary_metrics(self, trainer: pl.Trainer) -> dict[str, Any]:
+        return {"val/target": self.target, "val/epochs_to_target": self.epochs, "val/seconds_to_target": self.seconds}
 
     def state_dict(self) -> dict:
         return {"epochs": self.epochs, "seconds": self.seconds, "elapsed": self.elapsed()}

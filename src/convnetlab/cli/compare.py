@@ -12,7 +12,7 @@ from convnetlab.analysis.comparison_plots import plot_error_vs_epoch, plot_error
 from convnetlab.analysis.generations import generations_table
 from convnetlab.analysis.generations import to_markdown as generations_markdown
 from convnetlab.analysis.generations import write_csv as write_generations_csv
-from convnetlab.analysis.published import published_errors
+from convnetlab.models.registry import published_errors
 from convnetlab.cli.hydra_app import entry_point
 from convnetlab.errors import InputError
 from convnetlab.loggers import wandb_credentials_available

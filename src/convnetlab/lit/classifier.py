@@ -1,14 +1,19 @@
 """`ImageClassifier`: the one LightningModule that trains any backbone on image labels.
 
-The backbone, optimizer and scheduler arrive as plain config mappings (``_target_`` + kwargs).
-They are stored verbatim as hyperparameters, so a checkpoint is self-describing: it rebuilds its own
-network with ``ImageClassifier.load_from_checkpoint(path)`` and loads with
-``torch.load(path, weights_only=True)`` (no OmegaConf objects inside).
+The backbone, optimizer and scheduler arrive as config mappings and are stored as plain hyperparameters
+that name the architecture and schedule (:mod:`convnetlab.lit.hparams`), so a checkpoint is self-describing:
+it rebuilds its own network with ``ImageClassifier.load_from_checkpoint(path)``, loads with
+``torch.load(path, weights_only=True)`` and survives code moves.
 
 Pretrained weights (``backbone.weights``) are loaded once, when the run starts; the stored backbone
 config drops them (``backbone_weights`` records where they came from), so restoring a checkpoint never
-needs the original weight file. Inputs are then normalised with the mean/std the weights were trained
-with, not the target data's: features are only reusable on inputs scaled the way they were learned.
+needs the original weight file. ``mean``/``std`` are given by the caller: the entry point resolves them
+once (the weights' own statistics win over the data's, see ``models.weights.input_normalization``).
+
+Callbacks extend the module through one small API instead of ad-hoc attributes: :meth:`add_loss_term`
+(extra training losses, e.g. auxiliary classifiers; GoogLeNet's built-in aux outputs use it too),
+:meth:`attach` (extra trainable sub-modules, optimised and checkpointed) and :meth:`name_param_groups`
+(the name of the optimizer groups, e.g. ``head`` while the backbone is frozen).
 """
 
 from __future__ import annotations
@@ -21,32 +26,22 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
-from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
+from pytorch_lightning.utilities import rank_zero_warn
 from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from convnetlab.errors import InputError
+from convnetlab.lit.hparams import backbone_spec, scheduler_factory, scheduler_spec, to_plain
 from convnetlab.lit.param_groups import norm_parameter_names, split_weight_decay
-from convnetlab.models.weights import eval_transform_mismatch, pretrained_normalization, resolve_weights
+from convnetlab.models import build_model, registry
+from convnetlab.data import IMAGENET_MEAN, IMAGENET_STD
+from convnetlab.models.weights import eval_transform_mismatch, resolve_weights
 
 # torchvision GoogLeNet's built-in auxiliary heads (aux_logits=True) are weighted 0.3, as in the paper.
 TORCHVISION_AUX_WEIGHT = 0.3
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def to_plain(value: Any) -> Any:
-    """Resolve OmegaConf containers into builtin dicts/lists (safe for weights_only checkpoints)."""
-    if OmegaConf.is_config(value):
-        return OmegaConf.to_container(value, resolve=True)
-    if isinstance(value, Mapping):
-        return {str(k): to_plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_plain(v) for v in value]
-    return value
+LossTerm = Callable[[Any, torch.Tensor], torch.Tensor]  # (forward output, targets) -> unweighted loss
 
 
 def output_width(backbone: nn.Module) -> int | None:
@@ -59,7 +54,8 @@ class ImageClassifier(pl.LightningModule):
     """Cross-entropy image classification around a backbone built from ``backbone`` (a config).
 
     Args:
-        backbone: ``{"_target_": ..., **kwargs}`` building an ``nn.Module`` that maps images to logits.
+        backbone: ``{"arch": <registered architecture>, **build options}`` (a model config; a
+            ``_target_`` in it is ignored) for :func:`convnetlab.models.build_model`.
         num_classes: number of labels; must equal the backbone's output width (checked at build).
         optimizer: partial optimizer config (``_partial_: true``), called with parameter groups.
         scheduler: partial scheduler factory config called as
@@ -67,8 +63,7 @@ class ImageClassifier(pl.LightningModule):
             or ``None`` for a constant learning rate.
         label_smoothing: cross-entropy label smoothing.
         mean, std: per-channel normalisation in [0, 1] units, applied on the device to uint8 batches;
-            empty for inputs that are already features (``data=embeddings``). Replaced by the pretrained
-            weights' own statistics when ``backbone.weights`` names torchvision weights or a checkpoint.
+            empty for inputs that are already features (``data=embeddings``).
         channels_last: convert the backbone and batches to channels-last memory format.
         exclude_norm_and_bias_from_weight_decay: the usual recipe; norms and biases get no decay.
         backbone_weights: where the backbone's initial weights came from (set from ``backbone.weights``;
@@ -89,18 +84,13 @@ class ImageClassifier(pl.LightningModule):
         backbone_weights: str | None = None,
     ) -> None:
         super().__init__()
-        backbone = to_plain(backbone)
+        backbone = backbone_spec(backbone)
         weights = resolve_weights(backbone.pop("weights", None), backbone.pop("pretrained", False))
-        pretrained_stats = pretrained_normalization(backbone.get("arch", ""), weights)
-        if pretrained_stats is not None and [list(mean), list(std)] != list(pretrained_stats):
-            rank_zero_info(f"Normalising inputs with the pretrained weights' mean {pretrained_stats[0]} and "
-                           f"std {pretrained_stats[1]} (the data's are {list(mean)}, {list(std)}).")
-            mean, std = pretrained_stats
         hparams = {
             "backbone": backbone,
             "num_classes": int(num_classes),
             "optimizer": to_plain(optimizer),
-            "scheduler": to_plain(scheduler),
+            "scheduler": scheduler_spec(scheduler),
             "label_smoothing": float(label_smoothing),
             "mean": [float(m) for m in mean],
             "std": [float(s) for s in std],
@@ -109,7 +99,7 @@ class ImageClassifier(pl.LightningModule):
             "backbone_weights": weights or backbone_weights,
         }
         self.save_hyperparameters(hparams)
-        self.backbone: nn.Module = instantiate({**backbone, **({"weights": weights} if weights else {})})
+        self.backbone: nn.Module = build_model(**backbone, **({"weights": weights} if weights else {}))
         width = output_width(self.backbone)
         if width is not None and width != num_classes:
             raise InputError(
@@ -134,14 +124,37 @@ class ImageClassifier(pl.LightningModule):
         self.test_acc5 = MulticlassAccuracy(num_classes, top_k=top5, average="micro")
         # nan checks would sync the device every step; non-finite losses are the NonFiniteLoss callback's job
         self.train_loss_mean = MeanMetric(nan_strategy="disable")
-        # Extra training losses registered by callbacks (e.g. AuxiliaryClassifiers): name -> (weight, fn).
-        # fn(targets) is called after the forward pass of training_step; it returns the unweighted loss,
-        # logged as train/<name>; weight * loss is added to train/loss. Kept out of the constructor so
-        # callbacks can add terms without the module knowing about them.
-        self.loss_terms: dict[str, tuple[float, Callable[[torch.Tensor], torch.Tensor]]] = {}
-        # Name of the optimizer groups built in configure_optimizers: "" gives decay/no_decay; fine-tuning
-        # callbacks that freeze the backbone set "head" so the logs read lr/head next to lr/layer4.
-        self.param_group_prefix = ""
+        self._loss_terms: dict[str, tuple[float, LossTerm]] = {}
+        self._param_group_name = ""
+        for name, index in registry.get(backbone["arch"]).builtin_aux.items():  # e.g. GoogLeNet's aux_logits
+            if getattr(self.backbone, name, None) is not None:
+                self.add_loss_term(f"aux_loss/{name}", TORCHVISION_AUX_WEIGHT,
+                                   lambda out, targets, i=index: self.loss(out[i], targets))
+
+    # ----------------------------------------------------------------- extension API for callbacks
+    def add_loss_term(self, name: str, weight: float, fn: LossTerm) -> None:
+        """Add ``weight * fn(forward output, targets)`` to the training loss, logged unweighted as ``train/<name>``."""
+        self._loss_terms[name] = (float(weight), fn)
+
+    def remove_loss_term(self, name: str) -> None:
+        self._loss_terms.pop(name, None)
+
+    def attach(self, name: str, module: nn.Module) -> None:
+        """Register an extra trainable sub-module (optimised and checkpointed with the model); a checkpoint
+        holding it still loads into a module without it (its weights are dropped, see on_load_checkpoint)."""
+        if name in dict(self.named_children()) and self.attached(name) is None:
+            raise InputError(f"{name} is a part of ImageClassifier itself; attach under another name")
+        self.add_module(name, module)
+        self._attached = {*getattr(self, "_attached", ()), name}
+
+    def attached(self, name: str) -> nn.Module | None:
+        """The sub-module attached as ``name``, or None."""
+        return getattr(self, name) if name in getattr(self, "_attached", ()) else None
+
+    def name_param_groups(self, name: str) -> None:
+        """Name the optimizer groups ``configure_optimizers`` builds: ``""`` gives ``decay``/``no_decay``,
+        ``"head"`` gives ``head``/``head_no_decay`` (logged as ``lr/<group>``)."""
+        self._param_group_name = name
 
     # ----------------------------------------------------------------- forward path
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
@@ -175,14 +188,9 @@ class ImageClassifier(pl.LightningModule):
         out = self(images)
         logits = out[0] if isinstance(out, tuple) else out
         loss = self.loss(logits, targets)
-        extra = {}
-        if isinstance(out, tuple):  # torchvision GoogLeNetOutputs(logits, aux_logits2, aux_logits1)
-            for name, aux in zip(("aux2", "aux1"), out[1:]):
-                if aux is not None:
-                    extra[f"aux_loss/{name}"] = (TORCHVISION_AUX_WEIGHT, self.loss(aux, targets))
-        extra.update({name: (weight, fn(targets)) for name, (weight, fn) in self.loss_terms.items()})
         n = len(images)
-        for name, (weight, value) in extra.items():
+        for name, (weight, fn) in self._loss_terms.items():
+            value = fn(out, targets)
             loss = loss + weight * value
             self._log_step_and_epoch(f"train/{name}", value, n)
         hard = targets.argmax(dim=1) if targets.ndim == 2 else targets
@@ -235,12 +243,12 @@ class ImageClassifier(pl.LightningModule):
         self.log(f"{stage}/acc5", acc5, on_epoch=True, batch_size=n)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Drop auxiliary-head weights the module has no place for, so a checkpoint trained with
-        ``AuxiliaryClassifiers`` loads (strictly, for everything else) into a plain classifier."""
-        if not hasattr(self, "aux_heads"):
-            state = checkpoint.get("state_dict", {})
-            for key in [k for k in state if k.startswith("aux_heads.")]:
-                del state[key]
+        """Drop the weights of attached modules this module does not have (e.g. auxiliary heads of a run with
+        ``AuxiliaryClassifiers``), so such a checkpoint loads (strictly, for everything else) for inference."""
+        state = checkpoint.get("state_dict", {})
+        own = {name for name, _ in self.named_children()}
+        for key in [k for k in state if k.split(".", 1)[0] not in own]:
+            del state[key]
 
     def setup(self, stage: str) -> None:
         """Warn when the data's eval crop/resize differ from those the pretrained weights were measured with."""
@@ -266,11 +274,11 @@ class ImageClassifier(pl.LightningModule):
 
     def configure_optimizers(self) -> Any:
         """Optimizer over the trainable parameters; LRs are logged per group as ``lr/<group name>``."""
-        optimizer = instantiate(self.hparams.optimizer)(self.param_groups(prefix=self.param_group_prefix))
+        optimizer = instantiate(self.hparams.optimizer)(self.param_groups(prefix=self._param_group_name))
         if not self.hparams.scheduler:
             return optimizer
         steps_per_epoch = max(1, self.trainer.estimated_stepping_batches // max(1, self.trainer.max_epochs or 1))
-        scheduler = instantiate(self.hparams.scheduler)(
+        scheduler = scheduler_factory(self.hparams.scheduler)(
             optimizer, steps_per_epoch=steps_per_epoch, max_epochs=self.trainer.max_epochs
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": "lr"}}

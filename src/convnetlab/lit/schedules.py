@@ -105,3 +105,8 @@ def cosine(
         return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
     return _with_warmup(optimizer, after_warmup, steps_per_epoch, warmup_epochs, warmup_start_factor)
+
+
+# Checkpoints name their schedule, not its import path (see convnetlab.lit.hparams).
+SCHEDULES: dict[str, Callable[..., SharedLambdaLR]] = {"constant": constant, "step": step, "multistep": multistep,
+                                                         "cosine": cosine}

@@ -1,6 +1,13 @@
-"""Classic image-classification CNNs: torchvision families plus LeNet-5, built by name."""
+"""Classic image-classification CNNs, built by name through the architecture registry."""
 
+from convnetlab.models.build import build_model, classifier_name
 from convnetlab.models.lenet import LeNet5
-from convnetlab.models.zoo import ARCHS, build_model, classifier_name
+from convnetlab.models.registry import Architecture, get, names, register
 
-__all__ = ["ARCHS", "LeNet5", "build_model", "classifier_name"]
+__all__ = ["ARCHS", "Architecture", "LeNet5", "build_model", "classifier_name", "get", "names", "register"]
+
+
+def __getattr__(attr: str):
+    if attr == "ARCHS":  # every registered architecture, read when asked (registrations may be added)
+        return names()
+    raise AttributeError(attr)

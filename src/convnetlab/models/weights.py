@@ -12,14 +12,15 @@ tensor must load, or the error names the file, the architecture and the first mi
 
 Input conventions travel with the weights: torchvision's were trained on ImageNet-normalised 224 px crops
 of 256 px resizes (``weights.transforms()``), and GoogLeNet's expect ``transform_input=True``.
-:func:`pretrained_normalization` gives the mean/std the weights expect (``ImageClassifier`` uses them
-instead of the data's) and :func:`eval_transform_mismatch` says when the data's crop/resize differ.
+:func:`input_normalization` gives the mean/std to normalise with (the weights' own, else the data's;
+the entry point resolves it once for module and data) and :func:`eval_transform_mismatch` says when the data's crop/resize differ.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlparse
 
@@ -28,6 +29,7 @@ from torch import nn
 from torchvision.models import WeightsEnum, get_model_weights
 
 from convnetlab.errors import InputError, MissingFileError
+from convnetlab.models import registry
 
 WEIGHT_FILE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 
@@ -46,12 +48,12 @@ def is_weights_file(weights: str) -> bool:
 
 def torchvision_weights(arch: str, name: str) -> WeightsEnum:
     """The torchvision weights enum member ``name`` for ``arch`` (``DEFAULT`` is an alias)."""
-    try:
-        members = get_model_weights(arch)
-    except ValueError:
+    tv_name = registry.get(arch).torchvision_name
+    if tv_name is None:
         raise InputError(
             f"{arch} has no torchvision weights; give model.weights=<path to a convnetlab .ckpt or state dict>"
-        ) from None
+        )
+    members = get_model_weights(tv_name)
     if name not in members.__members__:
         raise InputError(f"{arch} has no torchvision weights {name!r}; choose one of {', '.join(members.__members__)}")
     return members[name]
@@ -110,8 +112,9 @@ def load_backbone_weights(model: nn.Module, state: dict[str, torch.Tensor], sour
     model.load_state_dict(given, strict=False)
 
 
-def load_pretrained(model: nn.Module, arch: str, weights: str) -> None:
+def load_pretrained(model: nn.Module, spec: registry.Architecture, weights: str) -> None:
     """Fill ``model`` (already built for the target classes) from torchvision weights or a file."""
+    arch = spec.name
     if is_weights_file(weights):
         state, hparams = read_weights_file(weights)
         trained_as = (hparams or {}).get("backbone", {})
@@ -132,17 +135,16 @@ def load_pretrained(model: nn.Module, arch: str, weights: str) -> None:
 
 
 def build_kwargs_for_weights(
-    arch: str, weights: str, small_input: bool | str, arch_kwargs: dict
+    spec: registry.Architecture, weights: str, small_input: bool | str, arch_kwargs: dict
 ) -> tuple[bool | str, dict]:
     """``small_input`` and family options that torchvision weights need (their stem, GoogLeNet's transform_input)."""
     if is_weights_file(weights):
         return small_input, arch_kwargs
+    arch = spec.name
     torchvision_weights(arch, weights)  # fail early on an unknown name or an arch without weights
     if small_input is True:
         raise InputError(f"torchvision {arch} weights have the ImageNet stem; set model.small_input=false (or auto)")
-    if arch == "googlenet":  # its weights were ported from TF and expect inputs re-normalised to [-1, 1]
-        arch_kwargs = {"transform_input": True, **arch_kwargs}
-    return False, arch_kwargs
+    return False, {**spec.weights_options, **arch_kwargs}
 
 
 def pretrained_normalization(arch: str, weights: str | None) -> tuple[list[float], list[float]] | None:
@@ -167,3 +169,12 @@ def eval_transform_mismatch(arch: str, weights: str | None, image_size: int, res
     return (f"{arch} {weights} weights were evaluated with Resize({resize}) + CenterCrop({crop}), the data uses "
             f"Resize({resize_size}) + CenterCrop({image_size}); set data.image_size={crop} data.resize_size={resize} "
             "to reproduce their accuracy")
+
+
+def input_normalization(
+    arch: str, weights: str | None, mean: Sequence[float], std: Sequence[float]
+) -> tuple[list[float], list[float]]:
+    """The (mean, std) to normalise inputs with: the pretrained weights' own when known (features are only
+    reusable on inputs scaled the way they were learned), else the data's ``mean``/``std``."""
+    stats = pretrained_normalization(arch, weights)
+    return stats if stats is not None else (list(mean), list(std))

@@ -8,36 +8,9 @@ torchvision's classes and reuse their blocks, ``make_layers``/``cfgs`` and ``for
 ``__init__`` is ours, because torchvision's constructors hard-code channel counts, the RGB stem
 and the classifier.
 
-Options for small inputs and CPUs:
-
-- ``small_input`` ("auto" means ``input_size < 112``): ResNet gets the CIFAR stem (3x3 stride-1
-  ``conv1``, ``maxpool`` -> Identity); GoogLeNet a 3x3 stride-1 ``conv1`` with ``maxpool1`` and
-  ``maxpool2`` -> Identity; AlexNet a 3x3 stride-1 first conv (its three pools then leave 3x3 maps
-  at 32 px); VGG keeps its features (five pools take 32 px to 1x1). AlexNet/VGG also replace the
-  6x6/7x7 ``avgpool`` with a global one, so the classifier is C*1*1 -> hidden -> hidden -> classes.
-- ``classifier_hidden`` (AlexNet/VGG only): "auto" is 4096, or ``max(64, round(512 * width))``
-  with small_input; an int overrides.
-- ``width`` scales every conv channel count to ``max(8, round(c * width))`` (ResNet stage widths,
-  GoogLeNet inception branches, ...); LeNet-5 uses a floor of 1. width=1 is exact.
-- ``in_channels`` sets the first conv's input channels (e.g. 1 for grayscale digits).
-- ``dropout`` (AlexNet/VGG/GoogLeNet only): None keeps the family default (0.5/0.5/0.2).
-- ``arch_kwargs``: resnet ``zero_init_residual``; googlenet ``aux_logits`` (default False; if
-  True, train mode returns torchvision's ``GoogLeNetOutputs(logits, aux_logits2, aux_logits1)``
-  instead of a tensor) and ``transform_input`` (default False: inputs are normalised by the data
-  pipeline); designnet ``widths``, ``block``, ``kernel``, ``depth``, ``norm``, ``activation``, ``head``
-  (see :mod:`convnetlab.models.design_net`, the ablation skeleton of the README's Findings); lenet5
-  ``variant`` and ``c3_table`` (see :mod:`convnetlab.models.lenet`, which is
-  32 px only and ignores ``small_input``).
-
-Options that a family has no layer for (e.g. ``dropout`` for ResNet) raise instead of being
-silently ignored.
-
-``weights`` (``pretrained=True`` is its old alias for ``DEFAULT``) starts from torchvision weights in
-the local torch cache or from a checkpoint / state-dict file, with a fresh classifier for
-``num_classes``; see :mod:`convnetlab.models.weights`.
+The options (``width``, ``small_input``, ``classifier_hidden``, ``dropout``, ...) are resolved by
+:func:`convnetlab.models.build.build_model`; the ``build_*`` functions here take them resolved.
 """
-
-from typing import Any
 
 from torch import nn
 from torchvision.models.alexnet import AlexNet
@@ -45,19 +18,8 @@ from torchvision.models.googlenet import BasicConv2d, GoogLeNet, Inception, Ince
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 from torchvision.models.vgg import VGG, cfgs, make_layers
 
-from convnetlab.models import weights as pretrained_weights
-from convnetlab.models.design_net import DesignNet
-from convnetlab.models.lenet import LeNet5
 from convnetlab.errors import InputError
 
-_VGG_CFGS = {"vgg11": "A", "vgg13": "B", "vgg16": "D", "vgg19": "E"}
-_RESNETS: dict[str, tuple[type[BasicBlock | Bottleneck], list[int]]] = {
-    "resnet18": (BasicBlock, [2, 2, 2, 2]),
-    "resnet34": (BasicBlock, [3, 4, 6, 3]),
-    "resnet50": (Bottleneck, [3, 4, 6, 3]),
-    "resnet101": (Bottleneck, [3, 4, 23, 3]),
-    "resnet152": (Bottleneck, [3, 8, 36, 3]),
-}
 # name: (ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj), as in torchvision's GoogLeNet.
 _INCEPTIONS = {
     "inception3a": (64, 96, 128, 16, 32, 32),
@@ -70,14 +32,6 @@ _INCEPTIONS = {
     "inception5a": (256, 160, 320, 32, 128, 128),
     "inception5b": (384, 192, 384, 48, 128, 128),
 }
-ARCHS: tuple[str, ...] = (
-    "lenet5",
-    "alexnet",
-    *(f"{vgg}{bn}" for vgg in _VGG_CFGS for bn in ("", "_bn")),
-    "googlenet",
-    *_RESNETS,
-    "designnet",
-)
 
 
 def _ch(channels: int, width: float) -> int:
@@ -262,86 +216,31 @@ class _GoogLeNet(GoogLeNet):
                 nn.init.zeros_(m.bias)
 
 
-def _check_arch(arch: str) -> None:
-    if arch not in ARCHS:
-        raise InputError(f"unknown arch {arch!r}; valid: {', '.join(ARCHS)}")
-
-
-def classifier_name(arch: str) -> str:
-    """Attribute path of the final classifier module, e.g. to swap the head for fine-tuning."""
-    _check_arch(arch)
-    return "fc" if arch == "googlenet" or arch.startswith("resnet") else "classifier"  # AlexNet, VGG, LeNet-5, DesignNet
-
-
-def build_model(
-    arch: str,
-    num_classes: int = 1000,
-    *,
-    in_channels: int = 3,
-    input_size: int = 224,
-    width: float = 1.0,
-    small_input: bool | str = "auto",
-    classifier_hidden: int | str = "auto",
-    dropout: float | None = None,
-    weights: str | None = None,
-    pretrained: bool = False,
-    **arch_kwargs: Any,
-) -> nn.Module:
-    """Build ``arch`` mapping (N, in_channels, input_size, input_size) to (N, num_classes) logits.
-
-    See the module docstring for the options; the defaults give torchvision's ImageNet models.
-    """
-    _check_arch(arch)
-    weights = pretrained_weights.resolve_weights(weights, pretrained)
-    if weights is not None:
-        small_input, arch_kwargs = pretrained_weights.build_kwargs_for_weights(arch, weights, small_input, arch_kwargs)
-        model = build_model(arch, num_classes, in_channels=in_channels, input_size=input_size, width=width,
-                            small_input=small_input, classifier_hidden=classifier_hidden, dropout=dropout, **arch_kwargs)
-        pretrained_weights.load_pretrained(model, arch, weights)
-        return model
-    if width <= 0:
-        raise InputError(f"width must be positive, got {width}")
-    has_mlp_head = arch in ("alexnet", "designnet") or arch.startswith("vgg")
-    if classifier_hidden != "auto" and not has_mlp_head:
-        raise InputError(f"classifier_hidden applies to AlexNet/VGG only, not {arch}")
-    if dropout is not None and not (has_mlp_head or arch == "googlenet"):
-        raise InputError(f"{arch} has no dropout layer; leave dropout=None")
-
-    if arch == "designnet":  # 32-64 px ablation skeleton; small_input does not apply
-        widths = [max(4, round(c * width)) for c in arch_kwargs.pop("widths", (16, 32, 64))]
-        if classifier_hidden != "auto":
-            arch_kwargs["hidden"] = classifier_hidden
-        return DesignNet(num_classes, in_channels, input_size, widths=tuple(widths), dropout=dropout or 0.0,
-                         **arch_kwargs)
-    if arch == "lenet5":
-        if input_size != 32:
-            raise InputError(
-                f"LeNet-5 needs 32x32 inputs, got input_size={input_size}; set data.image_size=32"
-            )
-        return LeNet5(num_classes, in_channels, width=width, **arch_kwargs)
-
-    if small_input == "auto":
-        small = input_size < 112
-    elif isinstance(small_input, bool):
-        small = small_input
-    else:
-        raise InputError(f"small_input must be a bool or 'auto', got {small_input!r}")
-
-    if arch in _RESNETS:
-        block, layers = _RESNETS[arch]
-        return _ResNet(block, layers, num_classes, in_channels, width, small, **arch_kwargs)
-    if arch == "googlenet":
-        drop = 0.2 if dropout is None else dropout
-        return _GoogLeNet(num_classes, in_channels, width, small, drop, **arch_kwargs)
-
+def _mlp_hidden(classifier_hidden: int | str, small: bool, width: float) -> int:
+    """AlexNet/VGG hidden width: "auto" is 4096, or ``max(64, round(512 * width))`` for small inputs."""
     if classifier_hidden == "auto":
-        hidden = max(64, round(512 * width)) if small else 4096
-    elif isinstance(classifier_hidden, int) and classifier_hidden > 0:
-        hidden = classifier_hidden
-    else:
-        raise InputError(f"classifier_hidden must be a positive int or 'auto', got {classifier_hidden!r}")
-    drop = 0.5 if dropout is None else dropout
-    if arch == "alexnet":
-        return _AlexNet(num_classes, in_channels, width, small, hidden, drop, **arch_kwargs)
-    vgg = arch.removesuffix("_bn")
-    return _VGG(_VGG_CFGS[vgg], vgg != arch, num_classes, in_channels, width, small, hidden, drop, **arch_kwargs)
+        return max(64, round(512 * width)) if small else 4096
+    if isinstance(classifier_hidden, int) and classifier_hidden > 0:
+        return classifier_hidden
+    raise InputError(f"classifier_hidden must be a positive int or 'auto', got {classifier_hidden!r}")
+
+
+def build_alexnet(num_classes: int, *, in_channels: int, input_size: int, width: float, small: bool,
+                  classifier_hidden: int | str, dropout: float) -> nn.Module:
+    return _AlexNet(num_classes, in_channels, width, small, _mlp_hidden(classifier_hidden, small, width), dropout)
+
+
+def build_vgg(cfg: str, batch_norm: bool, num_classes: int, *, in_channels: int, input_size: int, width: float,
+              small: bool, classifier_hidden: int | str, dropout: float) -> nn.Module:
+    hidden = _mlp_hidden(classifier_hidden, small, width)
+    return _VGG(cfg, batch_norm, num_classes, in_channels, width, small, hidden, dropout)
+
+
+def build_resnet(block: type[BasicBlock | Bottleneck], layers: list[int], num_classes: int, *, in_channels: int,
+                 input_size: int, width: float, small: bool, zero_init_residual: bool = False) -> nn.Module:
+    return _ResNet(block, layers, num_classes, in_channels, width, small, zero_init_residual)
+
+
+def build_googlenet(num_classes: int, *, in_channels: int, input_size: int, width: float, small: bool, dropout: float,
+                    aux_logits: bool = False, transform_input: bool = False) -> nn.Module:
+    return _GoogLeNet(num_classes, in_channels, width, small, dropout, aux_logits, transform_input)
