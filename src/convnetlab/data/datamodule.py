@@ -67,7 +67,8 @@ class ImageFolderDataModule(ImageDataModule):
 
 
 def _generated(
-    root: Path, classes: list[str], write: Callable[[Path], Any], image_size: int, resize_size: int | None, channels: int,
+    root: Path, classes: list[str], write: Callable[[Path], Any], image_size: int, resize_size: int | None,
+    channels: int,
     mean: Sequence[float] | None, std: Sequence[float] | None, stats: tuple[float, float], in_memory: bool = False,
     bad_images: str = "error", **kwargs: Any,
 ) -> dict[str, Any]:
@@ -119,8 +120,9 @@ class ShapesDataModule(ImageDataModule):
         folder = Path(root) / f"shapes-c{num_classes}{offset}-s{size}-n{counts}-{difficulty}-seed{seed}"
         write = partial(generate_shapes, num_classes=num_classes, size=size, per_class=self.per_class,
                         difficulty=difficulty, seed=seed, class_offset=class_offset)
-        super().__init__(**_generated(folder, shape_classes(num_classes, class_offset), write, image_size, resize_size, channels, mean, std,
-                                      (SHAPES_MEAN, SHAPES_STD), scale=scale, name=name, **kwargs))
+        super().__init__(**_generated(folder, shape_classes(num_classes, class_offset), write, image_size,
+                                      resize_size, channels, mean, std, (SHAPES_MEAN, SHAPES_STD), scale=scale,
+                                      name=name, **kwargs))
 
 
 class DigitsDataModule(ImageDataModule):

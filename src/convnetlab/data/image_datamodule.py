@@ -144,7 +144,8 @@ class ImageDataModule(pl.LightningDataModule):
             self.train_dataset = self.source.dataset("train", self.channels, None, decode_size)
             if self.train_transform is None:
                 sample = self.source.pixel_sample(self.train_dataset)
-                self.train_transform = self._train_transform(lighting_stats(self.name, self.channels, self.root, sample))
+                stats = lighting_stats(self.name, self.channels, self.root, sample)
+                self.train_transform = self._train_transform(stats)
             self.train_dataset.transform = self.train_transform
         if stage in (None, "fit", "validate") and self.val_dataset is None:
             self.val_dataset = self.source.dataset("val", self.channels, self.eval_transform, self.eval_decode_size)

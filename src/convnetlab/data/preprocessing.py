@@ -62,7 +62,7 @@ class Preprocessing:
 
     @property
     def fill(self) -> list[int]:
-        """The mean colour in pixel units (what RandomErasing paints, as torchvision erases normalised images with 0)."""
+        """The mean colour in pixel units: what RandomErasing paints (torchvision erases normalised images with 0)."""
         return [round(255 * m) for m in self.mean]
 
     def eval_transform(self) -> nn.Module:
