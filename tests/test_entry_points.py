@@ -32,7 +32,7 @@ def test_console_scripts_point_at_a_main_of_their_cli_module(script):
         assert callable(getattr(importlib.import_module(module), "main"))
 
 
-def test_entry_point_runs_the_task_with_the_job_dir_and_turns_bad_input_into_exit_2(tmp_path, monkeypatch, capsys):
+def test_entry_point_runs_task_and_report_in_the_job_dir_and_turns_bad_input_into_exit_2(tmp_path, monkeypatch, capsys):
     calls = []
 
     def task(cfg, output_dir: Path) -> float:
@@ -41,10 +41,11 @@ def test_entry_point_runs_the_task_with_the_job_dir_and_turns_bad_input_into_exi
             raise InputError("generations=bad is not a network")
         return 0.5
 
-    main = entry_point("compare", task)
+    reported = []
+    main = entry_point("compare", task, report=lambda result, output_dir: reported.append((result, output_dir)))
     monkeypatch.setattr(sys, "argv", ["convnetlab-compare", "generations=alexnet", f"hydra.run.dir={tmp_path / 'ok'}"])
     main()
-    assert calls == [("alexnet", tmp_path / "ok")]
+    assert calls == [("alexnet", tmp_path / "ok")] and reported == [(0.5, tmp_path / "ok")]
     hydra = yaml.safe_load((tmp_path / "ok" / ".hydra" / "hydra.yaml").read_text())["hydra"]
     assert hydra["job"]["name"] == "test_entry_points"  # named after the task's module, as each CLI is
 

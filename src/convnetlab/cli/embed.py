@@ -72,14 +72,7 @@ def print_summary(metrics: dict, output_dir: Path) -> None:
     ]), flush=True)
 
 
-def run_embed(cfg: DictConfig, output_dir: Path) -> dict:
-    """``embed`` and its summary on stdout."""
-    metrics = embed(cfg, output_dir)
-    print_summary(metrics, output_dir)
-    return metrics
-
-
-main = entry_point("embed", run_embed)
+main = entry_point("embed", embed, report=print_summary)
 
 
 if __name__ == "__main__":

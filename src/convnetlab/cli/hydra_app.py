@@ -105,13 +105,15 @@ def pin_ddp_children_to_this_job(output_dir: str) -> None:
 Task = Callable[[DictConfig, Path], Any]
 
 
-def entry_point(config_name: str, task: Task, *, resumable: bool = False) -> Callable[[], None]:
+def entry_point(config_name: str, task: Task, *, report: Callable[[Any, Path], None] | None = None,
+                resumable: bool = False) -> Callable[[], None]:
     """The console script ``main`` that runs ``task(cfg, output_dir)`` as a Hydra app on ``conf/<config_name>.yaml``.
 
     ``main`` registers the resolvers, checks the command line before Hydra starts (unknown options and
     wrong types stop with one ``error:`` line, nothing written), then lets Hydra compose ``cfg`` and call
     ``task`` with the job's output dir; a :class:`ConvnetlabError` from ``task`` becomes one ``error:``
-    line and exit status 2. What ``task`` returns goes back to Hydra (a sweeper's objective).
+    line and exit status 2. ``report(result, output_dir)``, if given, prints what ``task`` returned; the
+    result then goes back to Hydra (a sweeper's objective).
     ``resumable=True`` (training): ``ckpt_path=<run>/checkpoints/x.ckpt`` replays that run's overrides
     into its own dir (:func:`resume_argv`), and a resumed run that stops on bad input gets its
     ``.hydra/`` files back. Hydra names the job after ``task``'s module (``train``, ``evaluate``, ...).
@@ -121,7 +123,11 @@ def entry_point(config_name: str, task: Task, *, resumable: bool = False) -> Cal
 
     @functools.wraps(task)  # Hydra follows __wrapped__ to task's module for the job name
     def run_task(cfg: DictConfig) -> Any:
-        return task(cfg, Path(HydraConfig.get().runtime.output_dir))
+        output_dir = Path(HydraConfig.get().runtime.output_dir)
+        result = task(cfg, output_dir)
+        if report is not None:
+            report(result, output_dir)
+        return result
 
     hydra_main = hydra.main(version_base="1.3", config_path=config_dir(), config_name=config_name)(
         exits_on_user_error(run_task))

@@ -42,8 +42,9 @@ def probe(cfg: DictConfig, output_dir: Path) -> tuple[list[dict], dict[str, str]
     return rows, labels
 
 
-def print_table(rows: list[dict], labels: dict[str, str], output_dir: Path) -> None:
+def print_table(result: tuple[list[dict], dict[str, str]], output_dir: Path) -> None:
     """Plain test top-1 (magnitude 0) and the mean top-1 over each transform's magnitudes, per checkpoint."""
+    rows, labels = result
     width = max(12, *(len(label) for label in labels.values())) + 2
     lines = ["", "test top-1: plain, and mean over each transform's magnitudes",
              f"  {'':<10}" + "".join(f"{label:>{width}}" for label in labels.values())]
@@ -55,14 +56,7 @@ def print_table(rows: list[dict], labels: dict[str, str], output_dir: Path) -> N
     print("\n".join([*lines, f"  run_dir   {output_dir}", ""]))
 
 
-def run_probe(cfg: DictConfig, output_dir: Path) -> list[dict]:
-    """``probe`` and its table on stdout."""
-    rows, labels = probe(cfg, output_dir)
-    print_table(rows, labels, output_dir)
-    return rows
-
-
-main = entry_point("probe", run_probe)
+main = entry_point("probe", probe, report=print_table)
 
 
 if __name__ == "__main__":

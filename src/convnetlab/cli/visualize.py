@@ -140,14 +140,7 @@ def print_sanity(summary: dict, output_dir: Path) -> None:
     print("\n".join(["", "sanity check (trained vs randomised weights):", *rows, f"  run_dir      {output_dir}", ""]))
 
 
-def run_visualize(cfg: DictConfig, output_dir: Path) -> dict:
-    """``visualize`` and the sanity-check table on stdout."""
-    summary = visualize(cfg, output_dir)
-    print_sanity(summary, output_dir)
-    return summary
-
-
-main = entry_point("visualize", run_visualize)
+main = entry_point("visualize", visualize, report=print_sanity)
 
 
 if __name__ == "__main__":
