@@ -191,7 +191,7 @@ EXPECTED_MODELS = {
     "googlenet": {**TORCHVISION, "arch": "googlenet", "dropout": 0.2, "aux_logits": False},
     "googlenet_cpu": {**TORCHVISION, "arch": "googlenet", "dropout": 0.2, "aux_logits": False, "width": 0.125},
     "lenet5": {**BASE, "arch": "lenet5", "variant": "modern", "weights": None},
-    "linear_head": {"_target_": "convnetlab.analysis.embeddings.linear_head", "arch": "linear_head", **DATA_KEYS,
+    "linear_head": {"_target_": "convnetlab.models.build_model", "arch": "linear_head", **DATA_KEYS,
                     "hidden": 0, "dropout": 0.0},
     **{vgg: {**TORCHVISION, "arch": vgg, **MLP_HEAD} for vgg in VGGS},
     "vgg11_bn_cpu": {**TORCHVISION, "arch": "vgg11_bn", **MLP_HEAD, "width": 0.25, "dropout": 0.0},

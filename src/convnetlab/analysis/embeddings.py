@@ -7,7 +7,7 @@ so it is exactly what the head sees, including every input convention (normalisa
 GoogLeNet's ``transform_input``).
 
 Two cheap readouts measure how reusable the features are without training the network: a linear probe
-(scikit-learn logistic regression on standardised features) and a cosine k-NN. ``linear_head`` is the
+(scikit-learn logistic regression on standardised features) and a cosine k-NN. ``models.linear_head`` is the
 trainable counterpart for ``convnetlab-train data=embeddings model=linear_head``.
 """
 
@@ -73,16 +73,3 @@ def knn_accuracy(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, t
     return float((votes.argmax(dim=1).numpy() == test_y).mean())
 
 
-def linear_head(num_classes: int, in_channels: int, input_size: int = 1, hidden: int = 0, dropout: float = 0.0,
-                arch: str = "linear_head") -> nn.Sequential:
-    """A new classifier on ``in_channels`` x ``input_size`` x ``input_size`` inputs (an embedding is a 1x1
-    "image" with one channel per feature): flatten -> [linear -> ReLU ->] dropout -> linear.
-
-    ``hidden=0`` is a plain linear classifier; ``arch`` only names the model in configs and metrics.
-    """
-    features = in_channels * input_size * input_size
-    layers: list[nn.Module] = [nn.Flatten()]
-    if hidden:
-        layers += [nn.Linear(features, hidden), nn.ReLU(inplace=True)]
-        features = hidden
-    return nn.Sequential(*layers, nn.Dropout(dropout), nn.Linear(features, num_classes))
