@@ -158,7 +158,7 @@ def test_command_line_callback_overrides_people_use_keep_working(overrides, expe
 
 # --- packages ------------------------------------------------------------------------------------------
 
-GLOBAL_OVERLAY_GROUPS = {"experiment", "debug", "hparams_search", "cluster", "augment"}
+GLOBAL_OVERLAY_GROUPS = {"experiment", "debug", "hparams_search", "cluster"}
 
 
 def test_only_overlay_groups_write_to_the_global_package():

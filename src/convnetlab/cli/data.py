@@ -103,7 +103,7 @@ def run_action(cfg: DictConfig, output_dir: Path) -> None:
         sys.exit(status)
 
 
-main = entry_point("data", run_action)
+main = entry_point("data_tools", run_action)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ from convnetlab.errors import InputError
 from convnetlab.lit.hparams import backbone_spec, scheduler_factory, scheduler_spec, to_plain
 from convnetlab.lit.param_groups import norm_parameter_names, split_weight_decay
 from convnetlab.models import build_model, registry
-from convnetlab.data import IMAGENET_MEAN, IMAGENET_STD
+from convnetlab.data.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from convnetlab.models.weights import eval_transform_mismatch, resolve_weights
 
 # torchvision GoogLeNet's built-in auxiliary heads (aux_logits=True) are weighted 0.3, as in the paper.
