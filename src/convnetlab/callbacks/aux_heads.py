@@ -8,19 +8,22 @@ restored -- so they are optimised, checkpointed and restored on resume like any 
 losses join the training loss through ``ImageClassifier.add_loss_term``. A checkpoint loaded without
 this callback drops ``aux_heads.*``, so the backbone weights alone are the inference model.
 
-Features are captured with forward hooks only while a training or validation batch runs; during
-test and predict the hooks do nothing and the heads never run.
+Features are captured with forward hooks (``analysis.hooks.capture_outputs``, from ``setup`` to the
+final ``teardown``) and read only by training and validation batches; during test and predict the heads
+never run.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import ExitStack
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from convnetlab.analysis.hooks import capture_outputs
 from convnetlab.errors import InputError
 
 HEAD_TYPES = ("googlenet", "gap")
@@ -73,19 +76,18 @@ class AuxiliaryClassifiers(pl.Callback):
         self.num_classes = num_classes
         self.image_size = image_size
         self._features: dict[str, torch.Tensor] = {}
-        self._capture = False
-        self._handles: list = []
+        self._hooks: ExitStack | None = None
 
     # ----------------------------------------------------------------- building
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if not self._handles:
+        if self._hooks is None:
             modules = dict(pl_module.backbone.named_modules())
             missing = [name for name in self.heads if name not in modules]
             if missing:
                 names = ", ".join(n for n in modules if n)
                 raise InputError(f"AuxiliaryClassifiers: no module {missing} in the backbone; names are: {names}")
-            for name in self.heads:
-                self._handles.append(modules[name].register_forward_hook(self._hook(name)))
+            self._hooks = ExitStack()
+            self._features = self._hooks.enter_context(capture_outputs(pl_module.backbone, list(self.heads)))
         num_classes = self.num_classes or pl_module.hparams.num_classes
         if pl_module.attached("aux_heads") is None:  # setup runs again for validate/test: build once
             shapes = self._feature_shapes(trainer, pl_module)
@@ -100,9 +102,9 @@ class AuxiliaryClassifiers(pl.Callback):
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage == "fit":
             return  # validate/test of the best checkpoint follow in the same process
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
+        if self._hooks is not None:
+            self._hooks.close()
+            self._hooks = None
         for name in self.heads:
             pl_module.remove_loss_term(f"aux_loss/{name}")
 
@@ -113,21 +115,13 @@ class AuxiliaryClassifiers(pl.Callback):
         image = torch.zeros(1, pl_module.mean.shape[1], size, size, device=pl_module.device)
         was_training = pl_module.training
         pl_module.eval()
-        self._capture = True
         try:
             pl_module(image)
         finally:
-            self._capture = False
             pl_module.train(was_training)
         shapes = {name: (f.shape[1], f.shape[2]) for name, f in self._features.items()}
         self._features.clear()
         return shapes
-
-    def _hook(self, name: str):
-        def hook(module: nn.Module, inputs, output) -> None:
-            if self._capture:
-                self._features[name] = output[0] if isinstance(output, tuple) else output
-        return hook
 
     def _loss_fn(self, pl_module: pl.LightningModule, name: str):
         def loss(outputs, targets: torch.Tensor) -> torch.Tensor:
@@ -137,19 +131,17 @@ class AuxiliaryClassifiers(pl.Callback):
 
     # ----------------------------------------------------------------- capture windows
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        self._capture = True
+        self._features.clear()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self._capture = False
         self._features.clear()
 
     def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
-        self._capture = True
+        self._features.clear()
 
     @torch.no_grad()
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         """Each head's own top-1 on validation: how linearly-separable-ish the features are, layer by layer."""
-        self._capture = False
         _, targets = batch
         for name in self.heads:
             features = self._features.pop(name, None)
