@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -12,8 +13,10 @@ from typing import Any
 import hydra
 import yaml
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict, read_write
+from omegaconf.errors import OmegaConfBaseException
 
 import convnetlab
 from convnetlab.errors import MissingFileError
@@ -109,17 +112,18 @@ def entry_point(config_name: str, task: Task, *, report: Callable[[Any, Path], N
                 resumable: bool = False) -> Callable[[], None]:
     """The console script ``main`` that runs ``task(cfg, output_dir)`` as a Hydra app on ``conf/<config_name>.yaml``.
 
-    ``main`` registers the resolvers, checks the command line before Hydra starts (unknown options and
-    wrong types stop with one ``error:`` line, nothing written), then lets Hydra compose ``cfg`` and call
-    ``task`` with the job's output dir; a :class:`ConvnetlabError` from ``task`` becomes one ``error:``
-    line and exit status 2. ``report(result, output_dir)``, if given, prints what ``task`` returned; the
+    ``main`` registers the resolvers, checks the option names before Hydra starts, then lets Hydra compose
+    ``cfg`` (once; its type check is the ``ConfigCheck`` Hydra callback of ``conf/hydra/default.yaml``) and
+    call ``task`` with the job's output dir. Bad input at any of these steps, and a :class:`ConvnetlabError`
+    from ``task``, becomes one ``error:`` line and exit status 2 (see :mod:`convnetlab.cli.input_checks`). ``report(result, output_dir)``, if given, prints what ``task`` returned; the
     result then goes back to Hydra (a sweeper's objective).
     ``resumable=True`` (training): ``ckpt_path=<run>/checkpoints/x.ckpt`` replays that run's overrides
     into its own dir (:func:`resume_argv`), and a resumed run that stops on bad input gets its
     ``.hydra/`` files back. Hydra names the job after ``task``'s module (``train``, ``evaluate``, ...).
     """
     # input_checks imports config_dir from this module, so it is imported when an entry point is built.
-    from convnetlab.cli.input_checks import check_command_line, exits_on_user_error, keep_run_config
+    from convnetlab.cli.input_checks import (check_command_line, exits_on_user_error, keep_run_config,
+                                             report_composition_error)
 
     @functools.wraps(task)  # Hydra follows __wrapped__ to task's module for the job name
     def run_task(cfg: DictConfig) -> Any:
@@ -136,9 +140,13 @@ def entry_point(config_name: str, task: Task, *, report: Callable[[Any, Path], N
         register_resolvers()
         if resumable:
             sys.argv = exits_on_user_error(resume_argv)(sys.argv)
-        check_command_line(config_name, sys.argv[1:])
+        check_command_line(sys.argv[1:])
         if resumable:
             keep_run_config(sys.argv[1:])
-        hydra_main()
+        os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # composition errors reach us instead of a printed page
+        try:
+            hydra_main()
+        except (HydraException, OmegaConfBaseException) as error:
+            report_composition_error(error)
 
     return main

@@ -1,7 +1,10 @@
 """Bad input stops every entry point with one ``error: ...`` line and exit status 2, before work is lost.
 
-Checked before Hydra starts (so nothing is written): unknown config-group options (``model=foo``) and,
-for single runs, values of the wrong type for their ``_target_``. Errors raised later as
+The command line is composed once, by Hydra. Before Hydra starts: unknown config-group options
+(``model=foo``, for every option of a sweep) and API keys. Malformed overrides and unknown keys fail in
+Hydra's composition and are reported by :func:`report_composition_error`. Values of the wrong type for
+their ``_target_`` are checked by :class:`ConfigCheck`, a Hydra callback that sees the composed config
+before a single run writes anything (a multirun checks each job as it starts). Errors raised later as
 :class:`ConvnetlabError` (missing data, mismatched checkpoints, ...) are printed the same way by
 :func:`exits_on_user_error`, which also puts back a resumed run's ``.hydra/`` files that Hydra had
 already overwritten with the failing command line, so the next resume replays the last good one.
@@ -15,9 +18,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hydra import compose, initialize_config_dir
-from hydra.errors import HydraException
-from omegaconf.errors import OmegaConfBaseException
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
 
 from convnetlab.cli.hydra_app import config_dir
 from convnetlab.config_types import check_config_types
@@ -64,22 +68,43 @@ def refuse_secrets(args: list[str]) -> None:
                              "set WANDB_API_KEY in the environment or run `wandb login` instead.")
 
 
-def check_command_line(config_name: str, args: list[str]) -> None:
-    """Exit with one line if ``args`` name an unknown option or give a value of the wrong type."""
+def check_command_line(args: list[str]) -> None:
+    """Exit with one line if ``args`` name an unknown config-group option or hold an API key."""
     try:
         refuse_secrets(args)
         check_group_choices(args)
-        if any(a.startswith("-") for a in args):  # multirun sweeps are checked per job; -cd/-cn move the config
-            return
-        overrides = [a for a in args if not a.lstrip("+~").startswith("hydra")]
-        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-            cfg = compose(config_name=config_name, overrides=overrides)
-        check_config_types(cfg)
     except ConvnetlabError as error:
         fail(error)
-    except (HydraException, OmegaConfBaseException) as error:
-        lines = [line.strip() for line in str(error).splitlines() if line.strip() and "full_key" not in line]
-        fail(InputError(" ".join(lines[:2])))
+
+
+def report_composition_error(error: BaseException) -> None:
+    """One line from Hydra's/OmegaConf's composition error (malformed override, unknown key), exit status 2."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip() and "full_key" not in line]
+    fail(InputError(" ".join(lines[:2])))
+
+
+class ConfigCheck(Callback):
+    """Hydra callback: the composed config's values against their ``_target_``'s type hints.
+
+    ``on_run_start`` runs after composition and before Hydra creates the run dir, so a single run with a
+    bad value writes nothing. Hydra turns a callback's exception into a warning, so the error exits here.
+    """
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        HydraConfig.instance().set_config(config)  # for ${hydra:...} interpolations; run_job sets it again
+        self._check(config)
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if config.hydra.mode == RunMode.MULTIRUN:
+            self._check(config)
+
+    @staticmethod
+    def _check(config: DictConfig) -> None:
+        task = OmegaConf.masked_copy(config, [key for key in config if key != "hydra"])
+        try:
+            check_config_types(task)
+        except ConvnetlabError as error:
+            fail(error)
 
 
 def keep_run_config(args: list[str]) -> None:
