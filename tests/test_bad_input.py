@@ -12,15 +12,14 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import clean_env
+from conftest import clean_env, cli_process
 
 TINY_RUN = ["model=lenet5", "data=digits", "data.num_workers=0", "trainer.max_epochs=1",
             "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1", "logger=csv"]
 
 
 def cli(*args: str, cwd: Path, data_dir: Path, command: str = "train", env: dict | None = None) -> subprocess.CompletedProcess:
-    argv = [sys.executable, "-m", f"convnetlab.cli.{command}", *args, f"paths.data_dir={data_dir}"]
-    return subprocess.run(argv, cwd=cwd, env=env or clean_env(cwd), capture_output=True, text=True, timeout=300)
+    return cli_process(command, *args, f"paths.data_dir={data_dir}", cwd=cwd, env=env, timeout=300)
 
 
 def in_process(*args: str, cwd: Path, monkeypatch, capsys) -> subprocess.CompletedProcess:

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO, clean_env, read_metrics
+from conftest import REPO, clean_env, cli_process, read_metrics
 from convnetlab.callbacks import RNGState
 from convnetlab.data.datamodule import DigitsDataModule
 
@@ -29,10 +29,10 @@ COMPARED = ("val/acc1", "val/loss", "test/acc1", "test/loss")
 def train(run_dir: Path, *overrides: str, data_dir: Path) -> subprocess.CompletedProcess:
     env = clean_env(run_dir.parent)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO / "tests"), env.get("PYTHONPATH", "")])
-    args = [sys.executable, "-m", "convnetlab.cli.train", *overrides, f"paths.data_dir={data_dir}"]
+    args = [*overrides, f"paths.data_dir={data_dir}"]
     if not any(o.startswith("ckpt_path=") for o in overrides):
         args.append(f"hydra.run.dir={run_dir}")
-    return subprocess.run(args, cwd=run_dir.parent, env=env, capture_output=True, text=True, timeout=600)
+    return cli_process("train", *args, cwd=run_dir.parent, env=env)
 
 
 def recorded(run_dir: Path, *extra: str, data_dir: Path) -> subprocess.CompletedProcess:

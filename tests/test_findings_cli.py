@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, clean_env, read_metrics, run_cli
+from conftest import REPO, clean_env, cli_process, read_metrics, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -76,9 +76,8 @@ def test_a_diverging_job_is_recorded_and_the_sweep_goes_on(data_dir, tmp_path):
 
 def test_generations_table_from_the_compare_command(tmp_path):
     out = tmp_path / "gen"
-    proc = subprocess.run([sys.executable, "-m", "convnetlab.cli.compare", "generations=[lenet5,alexnet,googlenet]",
-                           "runs=null", f"hydra.run.dir={out}"], cwd=tmp_path, env=clean_env(tmp_path),
-                          capture_output=True, text=True, timeout=300)
+    proc = cli_process("compare", "generations=[lenet5,alexnet,googlenet]", "runs=null", f"hydra.run.dir={out}",
+                       cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     table = (out / "generations.md").read_text()
     assert "| alexnet | 61.101 | 2.470 | 58.631 |" in table
