@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from forkserver import ForkServer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -54,10 +55,25 @@ def clean_env(home: Path) -> dict:
     return env
 
 
+# One fork server per test session: every CLI run is a real process forked from an interpreter that has
+# already imported torch, Lightning and convnetlab (see forkserver.py).
+CLI = ForkServer()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    CLI.close()
+
+
+def cli_process(command: str, *args: str, cwd: Path, env: dict | None = None, timeout: float = 600
+                ) -> subprocess.CompletedProcess:
+    """``python -m convnetlab.cli.<command> *args`` as a real process (through the fork server)."""
+    return CLI.run(f"convnetlab.cli.{command}", list(args), cwd, env or clean_env(cwd), timeout=timeout)
+
+
 def run_cli(command: str, *overrides: str, cwd: Path, data_dir: Path, check: bool = True) -> subprocess.CompletedProcess:
     """Run ``python -m convnetlab.cli.<command>`` with overrides; fail with its output on error."""
-    args = [sys.executable, "-m", f"convnetlab.cli.{command}", *overrides, f"paths.data_dir={data_dir}"]
-    proc = subprocess.run(args, cwd=cwd, env=clean_env(cwd), capture_output=True, text=True, timeout=600)
+    args = [*overrides, f"paths.data_dir={data_dir}"]
+    proc = cli_process(command, *args, cwd=cwd)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
     return proc
