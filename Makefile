@@ -6,13 +6,18 @@ STAMP := $(VENV)/.installed-stamp
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test bench setup clean
+.PHONY: run test test-fast bench setup clean
 
 run: $(STAMP)
 	$(VENV)/bin/convnetlab-train $(ARGS)
 
+# Every test, as CI runs it; --durations=25 shows where the time goes.
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest --durations=25 $(PYTEST_ARGS)
+
+# The edit-test loop: everything except the end-to-end CLI runs (tests marked slow).
+test-fast: $(STAMP)
+	$(VENV)/bin/python -m pytest -m "not slow" --durations=10 $(PYTEST_ARGS)
 
 # All benchmarks of scripts/bench/ one after another (~20 min on 2 cores); tables in bench-results/<date>/.
 bench: $(STAMP)
