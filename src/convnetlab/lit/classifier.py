@@ -58,9 +58,9 @@ class ImageClassifier(pl.LightningModule):
             ``_target_`` in it is ignored) for :func:`convnetlab.models.build_model`.
         num_classes: number of labels; must equal the backbone's output width (checked at build).
         optimizer: partial optimizer config (``_partial_: true``), called with parameter groups.
-        scheduler: partial scheduler factory config called as
-            ``factory(optimizer, steps_per_epoch=..., max_epochs=...)`` returning a per-step scheduler,
-            or ``None`` for a constant learning rate.
+        scheduler: a ``conf/scheduler`` config (``_target_: convnetlab.lit.schedules.<name>`` + options) or
+            its stored form ``{"name": <name>, **options}``; the schedule steps every batch. ``None``: a
+            constant learning rate.
         label_smoothing: cross-entropy label smoothing.
         mean, std: per-channel normalisation in [0, 1] units, applied on the device to uint8 batches;
             empty for inputs that are already features (``data=embeddings``).
