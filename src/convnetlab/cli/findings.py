@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from convnetlab.analysis import findings
 from convnetlab.analysis.findings import Job
@@ -102,12 +103,18 @@ class FindingReport(Callback):
         columns: metrics key -> [header, format], the table's columns in order.
         plot: ``y`` (a key of ``columns``), optional ``x`` (an override key: lines over it) and ``log_y``.
         post: name of a post step (``sanity_check`` | ``probe`` | ``filters``) -> its options.
+        verdict: the finding's rule, a list of checks (format: :mod:`convnetlab.analysis.findings`,
+            "verdicts"); the report computes confirmed / partly reproduced / not reproduced from the
+            table's numbers. ``None``: the report states no verdict.
     """
 
-    def __init__(self, name: str, claim: str, columns: dict, plot: dict, post: dict | None = None) -> None:
+    def __init__(self, name: str, claim: str, columns: dict, plot: dict, post: dict | None = None,
+                 verdict: list | None = None) -> None:
         self.name, self.claim = name, claim
         self.columns = {k: tuple(v) for k, v in columns.items()}
         self.plot, self.post = dict(plot), dict(post or {})
+        plain = OmegaConf.to_container(verdict) if isinstance(verdict, DictConfig | ListConfig) else verdict
+        self.verdict = None if plain is None else [dict(c) if isinstance(c, dict) else c for c in plain]
         self._check()
 
     def _check(self) -> None:
@@ -121,9 +128,28 @@ class FindingReport(Callback):
         unknown = [step for step in self.post if step not in POST_STEPS]
         if unknown:
             raise InputError(f"unknown finding.post step {unknown[0]!r}; valid: {', '.join(POST_STEPS)}")
+        if self.verdict is not None:
+            try:
+                findings.check_rule_spec(self.verdict, self.columns)
+            except ValueError as err:
+                raise InputError(str(err)) from None
+
+    def check_rows(self, sweep: dict[str, list[str]]) -> None:
+        """Every row the verdict names is one of the sweep's (``sweep``: override key -> values); InputError."""
+        if self.verdict is not None:
+            try:
+                findings.check_rule_rows(self.verdict, sweep)
+            except ValueError as err:
+                raise InputError(f"{err} (or finding.verdict=null)") from None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self.command = "convnetlab-train " + " ".join(sys.argv[1:])  # before jobs rewrite sys.argv (DDP)
+        try:  # Hydra turns a callback's exception into a warning: a rule naming a missing row exits here
+            self.check_rows(sweep_values(config))
+        except InputError as err:
+            from convnetlab.cli.input_checks import fail
+
+            fail(err)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         self.write(Path(config.hydra.sweep.dir), getattr(self, "command", "convnetlab-train -m ..."))
@@ -145,15 +171,50 @@ class FindingReport(Callback):
                 update_metrics(job.path, job.metrics)
         rows = findings.group_jobs(jobs)
         table = findings.to_markdown(rows, self.columns)
+        verdict, verdict_md = self.judge(rows)
         header, _ = self.columns[self.plot["y"]]
         files = {key: sweep_dir / name for key, name in FILES.items()}
         findings.plot_rows(rows, files["png"], y=self.plot["y"], y_label=header, x=self.plot.get("x"),
                            log_y=self.plot.get("log_y", False), title=self.name)
         files["md"].write_text(f"# {self.name}\n\nClaim: {self.claim}\n\n```bash\n{command}\n```\n\n{table}\n"
-                               + "".join(f"- {p}\n" for p in [str(files["png"]), *pictures]))
+                               + verdict_md + "".join(f"- {p}\n" for p in [str(files["png"]), *pictures]))
         files["json"].write_text(json.dumps({"name": self.name, "claim": self.claim, "command": command,
                                              "columns": {k: v[0] for k, v in self.columns.items()},
-                                             "rows": findings.to_json(rows, self.columns), "pictures": pictures},
-                                            indent=2) + "\n")
-        print(f"\n{self.name}\n\n{table}\nfinding written to {files['md']}", flush=True)
+                                             "rows": findings.to_json(rows, self.columns), "verdict": verdict,
+                                             "pictures": pictures}, indent=2) + "\n")
+        print(f"\n{self.name}\n\n{table}\n{verdict_md}finding written to {files['md']}", flush=True)
         return files
+
+    def judge(self, rows: list[findings.FindingRow]) -> tuple[dict | None, str]:
+        """The verdict computed from the rows by the finding's rule: (its JSON, its markdown paragraph)."""
+        if self.verdict is None:
+            return None, "Verdict: no rule given (finding.verdict is null).\n\n"
+        try:
+            result, checks = findings.evaluate_verdict(rows, self.verdict, self.columns)
+        except ValueError as err:  # a row the sweep did not produce (a crashed job group)
+            return {"result": None, "error": str(err)}, f"Verdict: none ({err}).\n\n"
+        held = sum(c.holds for c in checks)
+        lines = "".join(f"- {'holds' if c.holds else 'fails'}: {c.text}\n" for c in checks)
+        markdown = (f"**Verdict: {result}** ({held} of {len(checks)} checks hold; confirmed = all hold, "
+                    f"partly reproduced = some, not reproduced = none)\n\n{lines}\n")
+        return {"result": result, "checks": [{"rule": rule, "text": c.text, "holds": c.holds, "a": _plain(c.a),
+                                              "b": _plain(c.b), "margin": _plain(c.margin)}
+                                             for rule, c in zip(self.verdict, checks)]}, markdown
+
+
+def _plain(value: float) -> float | None:
+    return None if math.isnan(value) else value
+
+
+def sweep_values(config: DictConfig) -> dict[str, list[str]]:
+    """Override key -> the values the BasicSweeper will run: ``hydra.sweeper.params`` with the command
+    line's overrides on top (as the sweeper combines them)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = [f"{k}={v}" for k, v in (config.hydra.sweeper.get("params") or {}).items()]
+    values: dict[str, list[str]] = {}
+    for override in OverridesParser.create().parse_overrides([*params, *config.hydra.overrides.task]):
+        key = override.key_or_group.lstrip("+~")
+        values[key] = (list(override.sweep_string_iterator()) if override.is_sweep_override()
+                       else [override.get_value_element_as_str()])
+    return values
