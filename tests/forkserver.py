@@ -40,6 +40,7 @@ def _child(request: dict) -> None:
         if request.get("new_session"):
             os.setsid()
         os.chdir(request["cwd"])
+        sys.path.insert(0, os.getcwd())  # as `python -m` does: modules in the working directory are importable
         os.environ.clear()
         os.environ.update(request["env"])
         for fd, path, mode in ((0, os.devnull, os.O_RDONLY), (1, request["stdout"], os.O_WRONLY),
