@@ -25,7 +25,7 @@ from convnetlab.data.folder import check_class_count
 from convnetlab.data.loaders import drop_lone_last, make_loader, train_batch_size
 from convnetlab.data.pca_lighting import lighting_stats
 from convnetlab.data.preprocessing import Preprocessing
-from convnetlab.data.resumable import EpochPermutationSampler, KeyedAugmentation
+from convnetlab.data.resumable import EpochPermutationSampler, KeyedAugmentation, RepeatedAugmentationSampler
 from convnetlab.data.sources import Source
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,9 @@ class ImageDataModule(pl.LightningDataModule):
     training pixels once and cached in the dataset root). ``scale``/``hflip`` are the data's own crop
     range and whether it may be mirrored. ``num_classes``, when given (as Hydra configs do), is checked
     against the source's classes instead of being trusted.
+    ``repeated_augmentations=k`` (> 1) reads each training image k times per epoch under k different
+    augmentations (``RepeatedAugmentationSampler``; ``repeated_augmentations_epoch=dataset`` keeps
+    torchvision's epoch length instead); 1 is the plain resumable order.
     """
 
     def __init__(
@@ -58,6 +61,8 @@ class ImageDataModule(pl.LightningDataModule):
         scale: Sequence[float] = (0.08, 1.0),
         augment: Preset | Mapping[str, Any] | None = None,
         num_classes: int | None = None,
+        repeated_augmentations: int = 1,
+        repeated_augmentations_epoch: str = "repeats",
     ) -> None:
         super().__init__()
         self.source = source
@@ -77,9 +82,11 @@ class ImageDataModule(pl.LightningDataModule):
         self.eval_transform = preprocessing.eval_transform()
         self.eval_decode_size = preprocessing.eval_decode_size  # shorter side eval_transform needs
         self._expected_num_classes = num_classes
+        self.repeated_augmentations = int(repeated_augmentations)
+        self.repeated_augmentations_epoch = repeated_augmentations_epoch
         # Shuffling and augmentation seed: the run's seed (pl.seed_everything runs before the datamodule is built).
         self._shuffle_seed = torch.initial_seed() % 2**62  # an unseeded process's initial seed may not fit int64
-        self.train_sampler: EpochPermutationSampler | None = None
+        self.train_sampler: EpochPermutationSampler | RepeatedAugmentationSampler | None = None
         self._train_batch_size = batch_size
         self._resume_position: tuple[int, int] | None = None
         self.train_dataset: Dataset | None = None
@@ -184,9 +191,17 @@ class ImageDataModule(pl.LightningDataModule):
         mix = self.augment.collate(self.num_classes)
         drop_last = drop_lone_last(size, batch_size)
         if not self.source.ordered_by_sampler:  # e.g. shards: the dataset orders itself
+            if self.repeated_augmentations != 1:
+                raise ValueError(f"data.repeated_augmentations needs a sampler-ordered source, not {self.name}")
             return self._loader(self.train_dataset, batch_size, drop_last=drop_last, collate_fn=mix)
         self._train_batch_size = batch_size
-        self.train_sampler = EpochPermutationSampler(size, self._shuffle_seed)
+        if self.repeated_augmentations == 1:
+            self.train_sampler = EpochPermutationSampler(size, self._shuffle_seed)
+        else:
+            rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+            self.train_sampler = RepeatedAugmentationSampler(size, self._shuffle_seed, self.repeated_augmentations,
+                                                             world, rank, self.repeated_augmentations_epoch)
+            drop_last = drop_lone_last(len(self.train_sampler), batch_size)
         if self._resume_position is not None:
             self.resume_train_at(*self._resume_position)
         return self._loader(KeyedAugmentation(self.train_dataset, self._shuffle_seed), batch_size,
