@@ -25,11 +25,17 @@ SCRIPTS = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scrip
 
 
 @pytest.mark.parametrize("script", sorted(SCRIPTS))
-def test_console_scripts_point_at_a_main_of_their_cli_module(script):
+def test_console_scripts_go_through_the_front_door_to_a_main_of_their_cli_module(script):
+    from convnetlab.cli.command_line import COMMANDS
+
     module, _, attribute = SCRIPTS[script].partition(":")
-    assert module.startswith("convnetlab.cli.") and attribute == "main"
-    if module != "convnetlab.cli.train":  # train imports the whole training stack; test_bad_input runs its main
-        assert callable(getattr(importlib.import_module(module), "main"))
+    if script not in COMMANDS:  # a command without the light front door calls its module's main directly
+        assert module.startswith("convnetlab.cli.") and attribute == "main"
+        return
+    assert module == "convnetlab.cli.launch" and callable(getattr(importlib.import_module(module), attribute))
+    real = f"convnetlab.cli.{COMMANDS[script].module}"
+    if real != "convnetlab.cli.train":  # train imports the whole training stack; test_bad_input runs its main
+        assert callable(getattr(importlib.import_module(real), "main"))
 
 
 def test_entry_point_runs_task_and_report_in_the_job_dir_and_turns_bad_input_into_exit_2(tmp_path, monkeypatch, capsys):

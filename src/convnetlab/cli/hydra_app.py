@@ -18,19 +18,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
-import convnetlab
+from convnetlab.cli.command_line import config_dir, program_of
 from convnetlab.errors import MissingFileError
-
-
-def config_dir() -> str:
-    """``conf/`` shipped inside the wheel, or the repository's top-level ``conf/`` in a checkout."""
-    packaged = Path(convnetlab.__file__).resolve().parent / "conf"
-    if packaged.is_dir():
-        return str(packaged)
-    checkout = Path(convnetlab.__file__).resolve().parents[2] / "conf"
-    if checkout.is_dir():
-        return str(checkout)
-    raise FileNotFoundError(f"convnetlab's Hydra configs are missing: looked in {packaged} and {checkout}; reinstall.")
 
 
 def register_resolvers() -> None:
@@ -121,7 +110,6 @@ def entry_point(config_name: str, task: Task, *, report: Callable[[Any, Path], N
     into its own dir (:func:`resume_argv`), and a resumed run that stops on bad input gets its
     ``.hydra/`` files back. Hydra names the job after ``task``'s module (``train``, ``evaluate``, ...).
     """
-    # input_checks imports config_dir from this module, so it is imported when an entry point is built.
     from convnetlab.cli.input_checks import (check_command_line, exits_on_user_error, keep_run_config,
                                              report_composition_error)
 
@@ -140,7 +128,7 @@ def entry_point(config_name: str, task: Task, *, report: Callable[[Any, Path], N
         register_resolvers()
         if resumable:
             sys.argv = exits_on_user_error(resume_argv)(sys.argv)
-        check_command_line(sys.argv[1:])
+        check_command_line(program_of(config_name), sys.argv[1:])
         if resumable:
             keep_run_config(sys.argv[1:])
         os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # composition errors reach us instead of a printed page

@@ -23,7 +23,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from convnetlab.cli.hydra_app import config_dir
+from convnetlab.cli.command_line import check_names
 from convnetlab.config_types import check_config_types
 from convnetlab.errors import ConvnetlabError, InputError, one_line
 from convnetlab.runs import RESOLVED_CONFIG
@@ -37,42 +37,11 @@ def fail(error: BaseException) -> None:
     sys.exit(EXIT_STATUS)
 
 
-def _group_options(group: Path) -> list[str]:
-    """The selectable options of a config group: ``_*.yaml`` files (and folders) are bases that others inherit."""
-    options = (p.relative_to(group).with_suffix("") for p in group.rglob("*.yaml"))
-    return sorted(str(o) for o in options if not any(part.startswith("_") for part in o.parts))
-
-
-def check_group_choices(args: list[str]) -> None:
-    """Every ``[+]group=option[,option...]`` names an existing ``conf/<group>/<option>.yaml`` that is not a
-    base (``_*.yaml``, e.g. experiment=findings/_base: never complete on its own)."""
-    conf = Path(config_dir())
-    for arg in args:
-        if "=" not in arg or arg.startswith("-"):
-            continue
-        key, value = arg.split("=", 1)
-        key = key.lstrip("+~")
-        group = conf / key
-        if key.startswith("hydra") or "." in key or not group.is_dir() or value in ("", "null"):
-            continue
-        for option in (o.strip() for o in value.strip("[]").split(",")):
-            if option and not any(c in option for c in "()*$") and option not in _group_options(group):
-                raise InputError(f"unknown {key} '{option}'; choose one of: {', '.join(_group_options(group))}")
-
-
-def refuse_secrets(args: list[str]) -> None:
-    """API keys never go into overrides: Hydra saves those in the run's .hydra/ and W&B would log them."""
-    for arg in args:
-        if "=" in arg and "api_key" in arg.split("=", 1)[0].lower():
-            raise InputError(f"{arg.split('=', 1)[0]} on the command line would be saved in the run's .hydra/; "
-                             "set WANDB_API_KEY in the environment or run `wandb login` instead.")
-
-
-def check_command_line(args: list[str]) -> None:
-    """Exit with one line if ``args`` name an unknown config-group option or hold an API key."""
+def check_command_line(program: str, args: list[str]) -> None:
+    """Exit with one line if ``args`` hold a positional word, an API key or an unknown config-group option
+    (:mod:`convnetlab.cli.command_line`; the console scripts already ran these checks before importing torch)."""
     try:
-        refuse_secrets(args)
-        check_group_choices(args)
+        check_names(program, args)
     except ConvnetlabError as error:
         fail(error)
 

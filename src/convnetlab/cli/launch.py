@@ -1,0 +1,48 @@
+"""The console scripts: answer ``--help`` and bad option names at once, then start the real command.
+
+Each ``convnetlab-<name>`` first runs the checks of :mod:`convnetlab.cli.command_line`, which import
+neither torch nor Lightning, and only then imports ``convnetlab.cli.<module>`` (the Hydra app) and runs it.
+``python -m convnetlab.cli.<module>`` skips this front door and behaves the same apart from ``--help``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+from convnetlab.cli.command_line import COMMANDS, check_names, help_text
+from convnetlab.errors import ConvnetlabError, one_line
+
+
+def launch(program: str) -> None:
+    args = sys.argv[1:]
+    if any(a in ("-h", "--help") for a in args):
+        print(help_text(program))
+        sys.exit(0)
+    try:
+        check_names(program, args)
+    except ConvnetlabError as error:
+        print(f"error: {one_line(error)}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    importlib.import_module(f"convnetlab.cli.{COMMANDS[program].module}").main()
+
+
+def _script(program: str):
+    def main() -> None:
+        launch(program)
+
+    main.__name__ = program.removeprefix("convnetlab-").replace("-", "_")
+    return main
+
+
+train = _script("convnetlab-train")
+eval = _script("convnetlab-eval")  # noqa: A001 - the console script's name
+data = _script("convnetlab-data")
+embed = _script("convnetlab-embed")
+visualize = _script("convnetlab-visualize")
+probe = _script("convnetlab-probe")
+compare = _script("convnetlab-compare")
+
+if __name__ == "__main__":
+    launch(os.path.basename(sys.argv[0]))
