@@ -1,0 +1,107 @@
+"""Weight EMA (``callbacks=ema``): Lightning's own :class:`~pytorch_lightning.callbacks.EMAWeightAveraging`
+plus what a recipe needs around it.
+
+Lightning keeps the average (``torch.optim.swa_utils.AveragedModel``, parameters and BatchNorm buffers),
+swaps it in for validation, writes it as the checkpoint's ``state_dict`` (the raw weights go to
+``current_model_state``, the averaging state to ``averaging_state``), restores both on resume and copies
+the average into the model when training ends, so the best/last checkpoints, the test pass and
+``convnetlab-eval`` all use the averaged weights. This subclass adds:
+
+- ``val/acc1_raw``: top-1 of the raw (non-averaged) weights on the same validation batches, for
+  comparison (one extra forward per validation batch, eager);
+- ``copy_epochs``: during the first epochs the average is reset after each update, so it follows the
+  weights (torchvision's reference resets it while the learning rate warms up);
+- ``adjust_decay``: torchvision's ``--model-ema-decay`` rescaling, ``alpha = (1 - decay) x world size x
+  per-device batch x every_n_steps / max_epochs`` (capped at 1), decay per update ``1 - alpha``, so its
+  recipes' decay (0.99998) means what it means in torchvision's train.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import EMAWeightAveraging
+from torch.optim.swa_utils import get_ema_avg_fn
+
+
+def torchvision_ema_decay(decay: float, world_size: int, batch_per_device: int, every_n_steps: int,
+                          epochs: int) -> float:
+    """The per-update decay torchvision's train.py derives from ``--model-ema-decay``."""
+    alpha = min(1.0, (1.0 - decay) * world_size * batch_per_device * every_n_steps / max(1, epochs))
+    return 1.0 - alpha
+
+
+class WeightEMA(EMAWeightAveraging):
+    """EMA of the weights (and BatchNorm buffers), updated after every ``every_n_steps``-th optimizer step.
+
+    Args:
+        decay: the average keeps ``decay`` of itself at each update (per update, unless ``adjust_decay``).
+        every_n_steps: update after optimizer steps 0, N, 2N, ... (Lightning's ``update_every_n_steps``).
+        copy_epochs: for epochs before this one the average is reset to the weights at every update.
+        adjust_decay: read ``decay`` as torchvision's ``--model-ema-decay`` (see the module docstring).
+        log_raw: log ``val/acc1_raw`` (the raw weights' validation top-1).
+    """
+
+    def __init__(self, decay: float = 0.9999, every_n_steps: int = 1, copy_epochs: int = 0,
+                 adjust_decay: bool = False, log_raw: bool = True) -> None:
+        super().__init__(decay=decay, update_every_n_steps=every_n_steps)
+        self.decay, self.every_n_steps, self.copy_epochs = float(decay), int(every_n_steps), int(copy_epochs)
+        self.adjust_decay, self.log_raw = bool(adjust_decay), bool(log_raw)
+        self.decay_per_update = self.decay
+        self._raw_counts: torch.Tensor | None = None
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit" and self.adjust_decay:
+            batch = getattr(trainer.datamodule, "batch_size", None)
+            if batch is None:
+                raise ValueError("WeightEMA(adjust_decay=True) needs the datamodule's per-device batch_size")
+            self.decay_per_update = torchvision_ema_decay(self.decay, trainer.world_size, int(batch),
+                                                          self.every_n_steps, trainer.max_epochs or 1)
+            self._kwargs["avg_fn"] = get_ema_avg_fn(decay=self.decay_per_update)
+        super().setup(trainer, pl_module, stage)
+        if self._average_model is not None:  # a deep copy shares a compiled module's compiled call with the original
+            for module in self._average_model.module.modules():
+                if getattr(module, "_compiled_call_impl", None) is not None:
+                    module._compiled_call_impl = None
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        updated = self._latest_update_step
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        if self._latest_update_step != updated and trainer.current_epoch < self.copy_epochs:
+            self._average_model.n_averaged.fill_(0)  # the next update copies the weights again
+
+    # ----------------------------------------------------------------- raw weights' validation accuracy
+    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_validation_epoch_start(trainer, pl_module)  # swaps: the AveragedModel now holds the raw weights
+        self._raw_counts = torch.zeros(2, dtype=torch.float64, device=pl_module.device)
+
+    def on_validation_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                                batch_idx: int, dataloader_idx: int = 0) -> None:
+        if not self.log_raw or self._average_model is None or self._raw_counts is None:
+            return
+        raw = self._average_model.module
+        images, targets = batch
+        training = raw.training
+        raw.eval()
+        with torch.no_grad():
+            logits = raw.logits(images)
+        raw.train(training)
+        self._raw_counts[0] += (logits.argmax(dim=1) == targets).sum()
+        self._raw_counts[1] += len(targets)
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.log_raw and self._average_model is not None and self._raw_counts is not None:
+            correct, total = trainer.strategy.reduce(self._raw_counts, reduce_op="sum").tolist()
+            if total:
+                pl_module.log("val/acc1_raw", correct / total, on_epoch=True, sync_dist=False)
+        self._raw_counts = None
+        super().on_validation_epoch_end(trainer, pl_module)
+
+    def summary_metrics(self, trainer: pl.Trainer) -> dict[str, Any]:
+        """The decay actually applied per update, and the raw weights' last ``val/acc1_raw``."""
+        raw = trainer.callback_metrics.get("val/acc1_raw")
+        return {"ema/decay_per_update": self.decay_per_update, "ema/every_n_steps": self.every_n_steps,
+                **({"val/acc1_raw": float(raw)} if raw is not None else {})}
