@@ -197,6 +197,9 @@ EXPECTED_MODELS = {
     "vgg11_bn_cpu": {**TORCHVISION, "arch": "vgg11_bn", **MLP_HEAD, "width": 0.25, "dropout": 0.0},
     **{resnet: {**TORCHVISION, "arch": resnet} for resnet in RESNETS},
     "resnet18_cpu": {**TORCHVISION, "arch": "resnet18", "width": 0.25},
+    **{option: {**BASE, "arch": "timm", "name": name, "dropout": 0.0, "drop_path_rate": None, "weights": None}
+       for option, name in [("timm", "resnet18"), *((f"timm/{n}", n) for n in
+                            ("convnext_atto", "efficientnet_b0", "mobilenetv3_small_100", "regnetx_002"))]},
 }
 DESIGNNET_VARIANTS = {"plain": (False, "plain"), "plain_bn": (True, "plain"), "residual": (True, "residual"),
                       "residual_no_bn": (False, "residual")}

@@ -47,7 +47,13 @@ class Run:
 
     @property
     def arch(self) -> str:
-        return str(self.metrics.get("model") or (self.config.get("model") or {}).get("arch", "?"))
+        """The model as tables name it: the arch, or ``<arch>:<variant>`` for a registry entry that stands for
+        many networks (``timm:convnext_atto``, see ``Architecture.label``)."""
+        model = self.config.get("model") or {}
+        arch = str(self.metrics.get("model") or model.get("arch", "?"))
+        from convnetlab.models import registry
+
+        return registry.get(arch).label(model) if arch in registry.names() else arch
 
     @property
     def data(self) -> str:

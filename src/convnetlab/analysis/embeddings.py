@@ -27,7 +27,7 @@ def head_name(module: nn.Module) -> str:
     """The name of the classifier head in an ``ImageClassifier``'s backbone (whose input is the embedding)."""
     arch = module.hparams.backbone.get("arch", "")
     try:
-        return classifier_name(arch)
+        return classifier_name(arch, module.backbone)
     except ValueError:
         raise InputError(f"embeddings need a model-zoo backbone with a classifier head, not {arch!r}") from None
 

@@ -4,6 +4,11 @@ Where do the parameters sit? For each torchvision-exact network: total parameter
 layers, in fully connected layers and in training-only auxiliary heads, forward GFLOPs, and
 torchvision's published top-1 error, so "AlexNet has 61 M parameters, GoogLeNet 12x fewer" and
 quotes like "GoogLeNet has only 4 million parameters" can be checked against the built networks.
+
+Modern networks from timm join as ``timm:<name>`` (``generations=[resnet50,timm:convnext_tiny]``), built by
+timm at the same 224 px / 1000-class setting; timm publishes no accuracies with the package, so their
+top-1 column stays empty. Parameters are counted by layer type: the pointwise MLPs of ConvNeXt blocks are
+``nn.Linear`` layers and count as FC.
 """
 
 from __future__ import annotations
@@ -26,16 +31,19 @@ def _params_of(model: nn.Module, kind: type, skip: tuple[str, ...] = ()) -> int:
 
 def generation_row(arch: str, aux_heads: bool = False) -> dict:
     """One network's breakdown at its published setting; ``aux_heads`` builds it with its built-in
-    training-only classifiers (GoogLeNet's two)."""
+    training-only classifiers (GoogLeNet's two). ``arch`` may be a label such as ``timm:convnext_tiny``."""
+    label = arch
+    arch, options = registry.parse_label(label)
     spec = registry.get(arch)
     channels, side, classes = spec.reference_input
-    model = build_model(arch, classes, in_channels=channels, input_size=side, **(spec.aux_option if aux_heads else {}))
+    model = build_model(arch, classes, in_channels=channels, input_size=side, **options,
+                        **(spec.aux_option if aux_heads else {}))
     setting = "" if (channels, side, classes) == (3, 224, 1000) else f" ({side}x{side}, {classes} classes)"
     model.eval()  # GoogLeNet's aux heads run in train mode only; GFLOPs are for inference
     aux = sum(count_parameters(getattr(model, a)) for a in spec.builtin_aux if getattr(model, a, None) is not None)
     err = registry.published_errors(arch)
     return {
-        "model": arch + setting + (" + aux heads" if aux_heads else ""),
+        "model": label + setting + (" + aux heads" if aux_heads else ""),
         "params": count_parameters(model),
         "conv_params": _params_of(model, nn.Conv2d, skip=tuple(spec.builtin_aux)),
         "fc_params": _params_of(model, nn.Linear, skip=tuple(spec.builtin_aux)),
@@ -50,7 +58,7 @@ def generations_table(archs: list[str], aux_heads: bool = True) -> list[dict]:
     rows = []
     for arch in archs:
         rows.append(generation_row(arch))
-        if aux_heads and registry.get(arch).builtin_aux:
+        if aux_heads and registry.get(registry.parse_label(arch)[0]).builtin_aux:
             rows.append(generation_row(arch, aux_heads=True))
     return rows
 

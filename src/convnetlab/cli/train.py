@@ -32,7 +32,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         pl.seed_everything(cfg.seed, workers=True)
         datamodule: pl.LightningDataModule = instantiate(cfg.data)
         check_num_classes(cfg.module.num_classes, datamodule.num_classes)
-        mean, std = input_normalization(cfg.model.arch, cfg.model.get("weights"), datamodule.mean, datamodule.std)
+        mean, std = input_normalization(cfg.model.arch, cfg.model.get("weights"), datamodule.mean, datamodule.std,
+                                        options=cfg.model)
         module = instantiate(cfg.module, mean=mean, std=std, _recursive_=False)
         if cfg.get("ckpt_path") not in (None, "last"):
             check_resume_checkpoint(cfg.ckpt_path, module)

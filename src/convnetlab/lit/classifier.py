@@ -255,7 +255,7 @@ class ImageClassifier(pl.LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None)
         if stage == "fit" and hasattr(datamodule, "resize_size"):
             hint = eval_transform_mismatch(self.hparams.backbone.get("arch", ""), self.hparams.backbone_weights,
-                                           datamodule.image_size, datamodule.resize_size)
+                                           datamodule.image_size, datamodule.resize_size, options=self.hparams.backbone)
             if hint:
                 rank_zero_warn(hint)
 

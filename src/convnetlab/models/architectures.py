@@ -1,7 +1,8 @@
 """Every architecture convnetlab builds, declared once (see :mod:`convnetlab.models.registry`).
 
 The torchvision families (AlexNet, VGG, GoogLeNet, ResNet) come from :mod:`convnetlab.models.zoo`,
-LeNet-5 and DesignNet are our own, ``linear_head`` is the classifier trained on saved embeddings.
+LeNet-5 and DesignNet are our own, ``linear_head`` is the classifier trained on saved embeddings, and
+``timm`` is any timm network (``model.name``; :mod:`convnetlab.models.timm_models`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from convnetlab.models.design_net import DesignNet
 from convnetlab.models.lenet import LeNet5
 from convnetlab.models.linear_head import linear_head
 from convnetlab.models.registry import Architecture, register
+from convnetlab.models import timm_models
 from convnetlab.models.stages import googlenet_stages, lenet_stages, pool_block_stages, resnet_stages
 
 
@@ -71,3 +73,7 @@ register(Architecture("designnet", _build_designnet, classifier="classifier", st
                       mlp_head=True, default_dropout=0.0, reference_input=(3, 32, 10)))
 register(Architecture("linear_head", _build_linear_head, classifier=None, default_dropout=0.0,
                       reference_input=(512, 1, 10)))
+# Any timm network (model.name): classifier and stages are read from the built model (pretrained_cfg, feature_info).
+register(Architecture("timm", timm_models.build_timm, classifier=timm_models.timm_classifier,
+                      stages=timm_models.timm_stages, default_dropout=0.0, variant_option="name",
+                      named_weights=timm_models.timm_weights))

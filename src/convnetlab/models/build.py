@@ -29,8 +29,11 @@ Options that a family has no layer for (e.g. ``dropout`` for ResNet) raise inste
 silently ignored.
 
 ``weights`` (``pretrained=True`` is its old alias for ``DEFAULT``) starts from torchvision weights in
-the local torch cache or from a checkpoint / state-dict file, with a fresh classifier for
-``num_classes``; see :mod:`convnetlab.models.weights`.
+the local torch cache (timm's from the local torch / Hugging Face caches) or from a checkpoint / state-dict
+file, with a fresh classifier for ``num_classes``; see :mod:`convnetlab.models.weights`.
+
+``arch="timm"`` builds any timm network, ``name`` choosing it (:mod:`convnetlab.models.timm_models`);
+``dropout`` is its ``drop_rate``, other ``arch_kwargs`` go to ``timm.create_model``, ``width`` stays 1.
 """
 
 from __future__ import annotations
@@ -65,7 +68,9 @@ def build_model(
         small_input, arch_kwargs = pretrained_weights.build_kwargs_for_weights(spec, weights, small_input, arch_kwargs)
         model = build_model(arch, num_classes, in_channels=in_channels, input_size=input_size, width=width,
                             small_input=small_input, classifier_hidden=classifier_hidden, dropout=dropout, **arch_kwargs)
-        pretrained_weights.load_pretrained(model, spec, weights)
+        options = {"num_classes": num_classes, "in_channels": in_channels, "input_size": input_size, "width": width,
+                   "dropout": dropout, **arch_kwargs}
+        pretrained_weights.load_pretrained(model, spec, weights, options)
         return model
     if width <= 0:
         raise InputError(f"width must be positive, got {width}")
@@ -91,6 +96,7 @@ def _small_stem(small_input: bool | str, input_size: int) -> bool:
     raise InputError(f"small_input must be a bool or 'auto', got {small_input!r}")
 
 
-def classifier_name(arch: str) -> str:
-    """Attribute path of ``arch``'s final classifier module, e.g. to swap the head for fine-tuning."""
-    return registry.get(arch).classifier_path()
+def classifier_name(arch: str, backbone: nn.Module | None = None) -> str:
+    """Attribute path of ``arch``'s final classifier module, e.g. to swap the head for fine-tuning
+    (``backbone``, the built network, is needed when it depends on it: ``timm``)."""
+    return registry.get(arch).classifier_path(backbone)

@@ -8,12 +8,14 @@ torchvision weights exist for it (published parameter counts, GFLOPs and accurac
 Nothing outside this package switches on architecture names: it asks :func:`get`.
 
 Adding an architecture is one :func:`register` call (the families are registered in
-:mod:`convnetlab.models.architectures`) plus one YAML file in ``conf/model/``.
+:mod:`convnetlab.models.architectures`) plus one YAML file in ``conf/model/``. An entry may stand for a
+whole library of networks chosen by one build option (``timm``: ``model.name``); it then reads its
+classifier and stages from the built network and is labelled ``<arch>:<option value>`` (``timm:convnext_atto``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,8 +34,9 @@ class Architecture:
         name: the ``model.arch`` value.
         build: ``build(num_classes, **options) -> nn.Module`` with the generic options already resolved
             (``in_channels``, ``input_size``, ``width``, and the ones its flags below allow).
-        classifier: attribute path of the module that outputs the logits (``fc``, ``classifier``); None
-            for a network that is only a head (nothing to fine-tune or read embeddings from).
+        classifier: attribute path of the module that outputs the logits (``fc``, ``classifier``), or
+            ``classifier(backbone) -> path`` when it depends on the built network; None for a network that
+            is only a head (nothing to fine-tune or read embeddings from).
         stages: ``stages(backbone) -> [(label, module names), ...]`` from the input to the classifier;
             None when the family has no stage preset.
         torchvision_name: the name torchvision's weights registry knows it by (``get_model_weights``),
@@ -47,11 +50,16 @@ class Architecture:
         weights_options: build options that torchvision's weights for it need.
         reference_input: (channels, side, classes) of its published setting, for tables that count
             parameters and FLOPs as the paper did.
+        variant_option: the build option that picks the network inside this entry (``timm``: ``name``);
+            runs and tables then call it ``<name>:<value>`` (:meth:`label`, :func:`parse_label`).
+        named_weights: pretrained weights by name that are not torchvision's:
+            ``named_weights(build options, weights) -> object`` with ``mean``, ``std``, ``crop_size``,
+            ``resize_size`` and ``load(model, build options)`` (:mod:`convnetlab.models.weights` asks it).
     """
 
     name: str
     build: Callable[..., nn.Module]
-    classifier: str | None
+    classifier: str | Callable[[nn.Module], str] | None
     stages: Callable[[nn.Module], list[Stage]] | None = None
     torchvision_name: str | None = None
     mlp_head: bool = False
@@ -61,6 +69,8 @@ class Architecture:
     aux_option: dict[str, Any] = field(default_factory=dict)
     weights_options: dict[str, Any] = field(default_factory=dict)
     reference_input: tuple[int, int, int] = (3, 224, 1000)
+    variant_option: str | None = None
+    named_weights: Callable[[Mapping[str, Any], str], Any] | None = None
 
     def stages_last_first(self, backbone: nn.Module) -> list[Stage]:
         """The stages from the classifier back to the input: the order fine-tuning unfreezes them."""
@@ -68,15 +78,27 @@ class Architecture:
             raise InputError(f"no stage preset for arch {self.name!r}; give FinetuningSchedule explicit phases")
         return self.stages(backbone)[::-1]
 
-    def classifier_path(self) -> str:
-        """``classifier``, or a one-line error for a network that is only a head."""
+    def classifier_path(self, backbone: nn.Module | None = None) -> str:
+        """``classifier`` (read from ``backbone`` when it depends on the built network), or a one-line error
+        for a network that is only a head."""
         if self.classifier is None:
             raise InputError(f"{self.name} is a classifier head itself; it has no backbone and head to tell apart")
+        if callable(self.classifier):
+            if backbone is None:
+                raise InputError(f"{self.name}'s classifier depends on the built network; pass the backbone")
+            return self.classifier(backbone)
         return self.classifier
 
     def head_modules(self, backbone: nn.Module) -> list[str]:
         """The classifier plus the built-in auxiliary heads present in ``backbone``."""
-        return [self.classifier_path(), *(n for n in self.builtin_aux if getattr(backbone, n, None) is not None)]
+        return [self.classifier_path(backbone),
+                *(n for n in self.builtin_aux if getattr(backbone, n, None) is not None)]
+
+    def label(self, options: Mapping[str, Any] | None = None) -> str:
+        """How runs and tables name the network built with ``options``: the arch, or ``<arch>:<variant>``."""
+        if self.variant_option is None:
+            return self.name
+        return f"{self.name}:{(options or {}).get(self.variant_option)}"
 
     def published(self, weights: str = "IMAGENET1K_V1") -> dict[str, float] | None:
         """torchvision's ``meta`` for ``weights``: num_params, GFLOPS, acc@1, acc@5 (ImageNet-1k), or None."""
@@ -121,6 +143,19 @@ def get(name: str) -> Architecture:
     if name not in _REGISTRY:
         raise InputError(f"unknown arch {name!r}; valid: {', '.join(_REGISTRY)}")
     return _REGISTRY[name]
+
+
+def parse_label(text: str) -> tuple[str, dict[str, Any]]:
+    """``(arch, build options)`` of a :meth:`Architecture.label`: ``timm:convnext_tiny`` ->
+    ``("timm", {"name": "convnext_tiny"})``, ``resnet50`` -> ``("resnet50", {})``."""
+    arch, sep, variant = str(text).partition(":")
+    spec = get(arch)
+    if not sep:
+        return arch, {}
+    if spec.variant_option is None or not variant:
+        raise InputError(f"{text!r}: {arch} has no variants; write {arch}"
+                         + "".join(f", or {a}:<{s.variant_option}>" for a in names() if (s := get(a)).variant_option))
+    return arch, {spec.variant_option: variant}
 
 
 def published_errors(name: str) -> dict[str, float] | None:

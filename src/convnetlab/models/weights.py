@@ -10,6 +10,9 @@ Transfer always starts a new task, so the classifier that produces logits (the l
 GoogLeNet's ``aux*.fc2``) keeps its fresh initialisation for the target ``num_classes``; every other
 tensor must load, or the error names the file, the architecture and the first mismatch.
 
+Architectures with their own named weights (``timm``: ``Architecture.named_weights``) answer the same
+questions -- which file in which local cache, which mean/std and crop -- themselves; files work alike.
+
 Input conventions travel with the weights: torchvision's were trained on ImageNet-normalised 224 px crops
 of 256 px resizes (``weights.transforms()``), and GoogLeNet's expect ``transform_input=True``.
 :func:`input_normalization` gives the mean/std to normalise with (the weights' own, else the data's;
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlparse
 
@@ -31,7 +34,7 @@ from torchvision.models import WeightsEnum, get_model_weights
 from convnetlab.errors import InputError, MissingFileError
 from convnetlab.models import registry
 
-WEIGHT_FILE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+WEIGHT_FILE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".safetensors")
 
 
 def resolve_weights(weights: str | None, pretrained: bool = False) -> str | None:
@@ -73,7 +76,12 @@ def read_weights_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[s
             "or the path of a convnetlab .ckpt or a state-dict file"
         )
     try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            loaded = load_file(path, device="cpu")
+        else:
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file gets the same one-line answer
         raise InputError(f"{path} is not a PyTorch checkpoint or state dict ({type(e).__name__}: {e})") from e
     hparams = None
@@ -112,8 +120,19 @@ def load_backbone_weights(model: nn.Module, state: dict[str, torch.Tensor], sour
     model.load_state_dict(given, strict=False)
 
 
-def load_pretrained(model: nn.Module, spec: registry.Architecture, weights: str) -> None:
-    """Fill ``model`` (already built for the target classes) from torchvision weights or a file."""
+def named_weights(arch: str, weights: str | None, options: Mapping[str, Any] | None) -> Any:
+    """The arch's own weights object for the name ``weights`` (``Architecture.named_weights``), or None
+    for no weights, a file, or an arch whose weights are torchvision's."""
+    spec = registry.get(arch) if arch in registry.names() else None
+    if not weights or is_weights_file(weights) or spec is None or spec.named_weights is None:
+        return None
+    return spec.named_weights(dict(options or {}), weights)
+
+
+def load_pretrained(model: nn.Module, spec: registry.Architecture, weights: str,
+                    options: Mapping[str, Any] | None = None) -> None:
+    """Fill ``model`` (already built for the target classes from build ``options``) from torchvision
+    weights, the arch's own named weights, or a file."""
     arch = spec.name
     if is_weights_file(weights):
         state, hparams = read_weights_file(weights)
@@ -121,6 +140,9 @@ def load_pretrained(model: nn.Module, spec: registry.Architecture, weights: str)
         source = f"{weights}" + (f" (a {trained_as.get('arch')} with width {trained_as.get('width', 1.0)})"
                                  if trained_as.get("arch") else "")
         load_backbone_weights(model, state, source, arch)
+        return
+    if (own := named_weights(arch, weights, options)) is not None:
+        own.load(model, dict(options or {}))
         return
     enum = torchvision_weights(arch, weights)
     path = cached_weights_file(enum)
@@ -141,29 +163,39 @@ def build_kwargs_for_weights(
     if is_weights_file(weights):
         return small_input, arch_kwargs
     arch = spec.name
+    if named_weights(arch, weights, arch_kwargs) is not None:  # fails early on an unknown name
+        return small_input, arch_kwargs
     torchvision_weights(arch, weights)  # fail early on an unknown name or an arch without weights
     if small_input is True:
         raise InputError(f"torchvision {arch} weights have the ImageNet stem; set model.small_input=false (or auto)")
     return False, {**spec.weights_options, **arch_kwargs}
 
 
-def pretrained_normalization(arch: str, weights: str | None) -> tuple[list[float], list[float]] | None:
-    """(mean, std) in [0, 1] units that ``weights`` were trained with, or None if unknown (plain state dict)."""
+def pretrained_normalization(arch: str, weights: str | None, options: Mapping[str, Any] | None = None
+                             ) -> tuple[list[float], list[float]] | None:
+    """(mean, std) in [0, 1] units that ``weights`` were trained with, or None if unknown (plain state dict);
+    ``options`` (the model config) name the network for archs with their own weights (``timm``)."""
     if not weights:
         return None
     if is_weights_file(weights):
         _, hparams = read_weights_file(weights)
         return (list(hparams["mean"]), list(hparams["std"])) if hparams and "mean" in hparams else None
+    if (own := named_weights(arch, weights, options)) is not None:
+        return list(own.mean), list(own.std)
     transforms = torchvision_weights(arch, weights).transforms()
     return list(transforms.mean), list(transforms.std)
 
 
-def eval_transform_mismatch(arch: str, weights: str | None, image_size: int, resize_size: int) -> str | None:
+def eval_transform_mismatch(arch: str, weights: str | None, image_size: int, resize_size: int,
+                            options: Mapping[str, Any] | None = None) -> str | None:
     """A hint when the data's eval Resize/CenterCrop differ from those torchvision ``weights`` were measured with."""
     if not weights or is_weights_file(weights):
         return None
-    transforms = torchvision_weights(arch, weights).transforms()
-    crop, resize = transforms.crop_size[0], transforms.resize_size[0]
+    if (own := named_weights(arch, weights, options)) is not None:
+        crop, resize = own.crop_size, own.resize_size
+    else:
+        transforms = torchvision_weights(arch, weights).transforms()
+        crop, resize = transforms.crop_size[0], transforms.resize_size[0]
     if (image_size, resize_size) == (crop, resize):
         return None
     return (f"{arch} {weights} weights were evaluated with Resize({resize}) + CenterCrop({crop}), the data uses "
@@ -172,9 +204,10 @@ def eval_transform_mismatch(arch: str, weights: str | None, image_size: int, res
 
 
 def input_normalization(
-    arch: str, weights: str | None, mean: Sequence[float], std: Sequence[float]
+    arch: str, weights: str | None, mean: Sequence[float], std: Sequence[float],
+    options: Mapping[str, Any] | None = None,
 ) -> tuple[list[float], list[float]]:
     """The (mean, std) to normalise inputs with: the pretrained weights' own when known (features are only
     reusable on inputs scaled the way they were learned), else the data's ``mean``/``std``."""
-    stats = pretrained_normalization(arch, weights)
+    stats = pretrained_normalization(arch, weights, options)
     return stats if stats is not None else (list(mean), list(std))
