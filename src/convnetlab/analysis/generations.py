@@ -7,8 +7,8 @@ quotes like "GoogLeNet has only 4 million parameters" can be checked against the
 
 Modern networks from timm join as ``timm:<name>`` (``generations=[resnet50,timm:convnext_tiny]``), built by
 timm at the same 224 px / 1000-class setting; timm publishes no accuracies with the package, so their
-top-1 column stays empty. Parameters are counted by layer type: the pointwise MLPs of ConvNeXt blocks are
-``nn.Linear`` layers and count as FC.
+top-1 column stays empty. Parameters are counted by layer type as the network builds them, so pointwise
+MLPs written as ``nn.Linear`` (ConvNeXt-T and larger) count as FC.
 """
 
 from __future__ import annotations
