@@ -76,6 +76,13 @@ COMMANDS = {
         ("convnetlab-compare runs=multirun/train/<date>/<time>",
          "convnetlab-compare 'generations=[lenet5,alexnet,vgg16,googlenet,resnet50]' runs=null"),
         positional=("runs",)),
+    "convnetlab-baseline": Command(
+        "baseline", "baseline", "A pre-CNN pipeline (HOG or pixels + linear SVM, RBF SVM or random forest) on the CNNs' data; "
+        "metrics.json as convnetlab-train writes it.",
+        ("method=hog_svm|hog_rf|pixels_rf|pixels_svm", "data=<dataset>", "data.train_per_class=<n>", "seed=<n>",
+         "linear_svm.C=<C>", "forest.n_estimators=<n>", "hog.pixels_per_cell=<px>"),
+        ("convnetlab-baseline method=hog_svm data=digits",
+         "convnetlab-baseline -m method=hog_svm,pixels_svm data=shapes data.train_per_class=20 seed=0,1,2")),
 }
 
 

@@ -43,6 +43,7 @@ embed = _script("convnetlab-embed")
 visualize = _script("convnetlab-visualize")
 probe = _script("convnetlab-probe")
 compare = _script("convnetlab-compare")
+baseline = _script("convnetlab-baseline")
 
 if __name__ == "__main__":
     launch(os.path.basename(sys.argv[0]))

@@ -10,7 +10,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -202,6 +202,12 @@ class ImageFolderDataset(Dataset):
             images = {p: self._read(p) for p, _ in self.samples}
             self.skipped += self._drop([p for p, image in images.items() if image is None], split_dir)
             self._images = [images[p] for p, _ in self.samples]
+
+    def keep(self, indices: Sequence[int]) -> None:
+        """Restrict the dataset to the items at ``indices``, in that order (e.g. a per-class training subset)."""
+        if self._images is not None:
+            self._images = [self._images[i] for i in indices]
+        self.samples = [self.samples[i] for i in indices]
 
     def _drop(self, problems: list[str], split_dir: str | Path) -> list[str]:
         """Remove the samples named by ``problems`` (``"<path>: why"`` messages or bare paths) and log them once."""

@@ -26,6 +26,7 @@ from convnetlab.data.loaders import drop_lone_last, make_loader, train_batch_siz
 from convnetlab.data.pca_lighting import lighting_stats
 from convnetlab.data.preprocessing import Preprocessing
 from convnetlab.data.resumable import EpochPermutationSampler, KeyedAugmentation, RepeatedAugmentationSampler
+from convnetlab.data.subsample import keep_per_class
 from convnetlab.data.sources import Source
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,8 @@ class ImageDataModule(pl.LightningDataModule):
     statistics at ``setup()`` (ImageNet's published values for ``name=imagenet``, else computed from
     training pixels once and cached in the dataset root). ``scale``/``hflip`` are the data's own crop
     range and whether it may be mirrored. ``num_classes``, when given (as Hydra configs do), is checked
-    against the source's classes instead of being trusted.
+    against the source's classes instead of being trusted. ``train_per_class=N`` keeps N training images of
+    each class, drawn with the run's seed (``subsample.py``); val and test stay whole.
     ``repeated_augmentations=k`` (> 1) reads each training image k times per epoch under k different
     augmentations (``RepeatedAugmentationSampler``; ``repeated_augmentations_epoch=dataset`` keeps
     torchvision's epoch length instead); 1 is the plain resumable order.
@@ -61,6 +63,7 @@ class ImageDataModule(pl.LightningDataModule):
         scale: Sequence[float] = (0.08, 1.0),
         augment: Preset | Mapping[str, Any] | None = None,
         num_classes: int | None = None,
+        train_per_class: int | None = None,
         repeated_augmentations: int = 1,
         repeated_augmentations_epoch: str = "repeats",
     ) -> None:
@@ -84,6 +87,7 @@ class ImageDataModule(pl.LightningDataModule):
         self._expected_num_classes = num_classes
         self.repeated_augmentations = int(repeated_augmentations)
         self.repeated_augmentations_epoch = repeated_augmentations_epoch
+        self.train_per_class = train_per_class  # keep N training images per class (subsample.py), drawn with the seed
         # Shuffling and augmentation seed: the run's seed (pl.seed_everything runs before the datamodule is built).
         self._shuffle_seed = torch.initial_seed() % 2**62  # an unseeded process's initial seed may not fit int64
         self.train_sampler: EpochPermutationSampler | RepeatedAugmentationSampler | None = None
@@ -149,6 +153,8 @@ class ImageDataModule(pl.LightningDataModule):
         if stage in (None, "fit") and self.train_dataset is None:
             decode_size = self.augment.decode_size(self.image_size, self.scale, self.resize_size)
             self.train_dataset = self.source.dataset("train", self.channels, None, decode_size)
+            if self.train_per_class is not None:
+                keep_per_class(self.train_dataset, self.train_per_class, self._shuffle_seed)
             if self.train_transform is None:
                 sample = self.source.pixel_sample(self.train_dataset)
                 stats = lighting_stats(self.name, self.channels, self.root, sample)
