@@ -68,13 +68,20 @@ def test_norm_and_bias_parameters_get_no_weight_decay():
     assert id(module.backbone.conv1.weight) not in no_decay and id(module.backbone.fc.weight) not in no_decay
 
 
-def test_soft_targets_and_label_smoothing_change_the_loss():
-    module = make_module(label_smoothing=0.1)
-    logits = torch.tensor([[4.0, 0.0, 0.0, 0.0]])
-    hard = module.loss(logits, torch.tensor([0]))
-    plain = torch.nn.functional.cross_entropy(logits, torch.tensor([0]))
-    soft = module.loss(logits, torch.tensor([[0.5, 0.5, 0.0, 0.0]]))
-    assert hard > plain and soft > hard
+@pytest.mark.parametrize("eps", [0.0, 0.1, 0.3])
+def test_label_smoothing_is_the_closed_form_mix_of_cross_entropy_and_the_uniform_target(eps):
+    """loss = (1 - eps) * CE(target) + eps * mean_k(-log p_k), here computed by hand for logits (4, 0, 0, 0)."""
+    module = make_module(label_smoothing=eps)
+    logits = torch.tensor([[4.0, 0.0, 0.0, 0.0]], dtype=torch.float64)
+    log_z = math.log(math.exp(4.0) + 3.0)
+    neg_log_p = [log_z - 4.0, log_z, log_z, log_z]  # -log softmax
+    uniform = sum(neg_log_p) / 4
+    hard = (1 - eps) * neg_log_p[0] + eps * uniform
+    assert module.loss(logits, torch.tensor([0])).item() == pytest.approx(hard, rel=1e-12)
+    soft = (1 - eps) * (0.5 * neg_log_p[0] + 0.5 * neg_log_p[1]) + eps * uniform  # a MixUp-style target
+    assert module.loss(logits, torch.tensor([[0.5, 0.5, 0.0, 0.0]], dtype=torch.float64)).item() == pytest.approx(
+        soft, rel=1e-12)
+    assert neg_log_p[0] == pytest.approx(0.053490, abs=1e-6) and uniform == pytest.approx(3.053490, abs=1e-6)
 
 
 def test_mismatched_backbone_and_data_classes_is_a_clear_error():
