@@ -64,10 +64,12 @@ def pytest_sessionfinish(session, exitstatus):
     CLI.close()
 
 
-def cli_process(command: str, *args: str, cwd: Path, env: dict | None = None, timeout: float = 600
-                ) -> subprocess.CompletedProcess:
-    """``python -m convnetlab.cli.<command> *args`` as a real process (through the fork server)."""
-    return CLI.run(f"convnetlab.cli.{command}", list(args), cwd, env or clean_env(cwd), timeout=timeout)
+def cli_process(command: str, *args: str, cwd: Path, env: dict | None = None, timeout: float = 600,
+                new_session: bool = False) -> subprocess.CompletedProcess:
+    """``python -m convnetlab.cli.<command> *args`` as a real process (through the fork server);
+    ``new_session``: in a process group of its own, so a test may signal the whole group."""
+    return CLI.run(f"convnetlab.cli.{command}", list(args), cwd, env or clean_env(cwd), timeout=timeout,
+                   new_session=new_session)
 
 
 def run_cli(command: str, *overrides: str, cwd: Path, data_dir: Path, check: bool = True) -> subprocess.CompletedProcess:

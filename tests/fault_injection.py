@@ -12,15 +12,19 @@ import torch
 
 
 class SignalAtStep(pl.Callback):
-    """Sends ``signal`` to this process when ``global_step`` reaches ``step`` (once: a marker file)."""
+    """Sends ``signal`` to this process (``group``: to its whole process group, DataLoader workers included,
+    as a cluster or a terminal's Ctrl-C does) when ``global_step`` reaches ``step`` (once: a marker file)."""
 
-    def __init__(self, step: int, signal: str, marker: str) -> None:
-        self.step, self.signal, self.marker = step, signal, Path(marker)
+    def __init__(self, step: int, signal: str, marker: str, group: bool = False) -> None:
+        self.step, self.signal, self.marker, self.group = step, signal, Path(marker), group
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
         if trainer.global_step == self.step and not self.marker.exists():
             self.marker.touch()
-            os.kill(os.getpid(), getattr(signal, self.signal))
+            if self.group:
+                os.killpg(os.getpgid(0), getattr(signal, self.signal))
+            else:
+                os.kill(os.getpid(), getattr(signal, self.signal))
 
 
 class PoisonAtStep(pl.Callback):

@@ -178,12 +178,13 @@ class ForkServer:
         connection.sendall((json.dumps(request) + "\n").encode())
         return ForkedProcess(connection, Path(out), Path(err))
 
-    def run(self, module: str, args: list[str], cwd: Path, env: dict, timeout: float = 600) -> subprocess.CompletedProcess:
+    def run(self, module: str, args: list[str], cwd: Path, env: dict, timeout: float = 600,
+            new_session: bool = False) -> subprocess.CompletedProcess:
         """Like ``subprocess.run([python, -m, module, *args], capture_output=True, text=True)``."""
         if os.environ.get("CONVNETLAB_FORKSERVER", "1") == "0":
             return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True,
-                                  text=True, timeout=timeout)
-        process = self.popen(module, args, cwd, env)
+                                  text=True, timeout=timeout, start_new_session=new_session)
+        process = self.popen(module, args, cwd, env, new_session=new_session)
         try:
             process.wait(timeout)
         except subprocess.TimeoutExpired:

@@ -26,18 +26,19 @@ STEPS_PER_EPOCH = 20
 COMPARED = ("val/acc1", "val/loss", "test/acc1", "test/loss")
 
 
-def train(run_dir: Path, *overrides: str, data_dir: Path) -> subprocess.CompletedProcess:
+def train(run_dir: Path, *overrides: str, data_dir: Path, new_session: bool = False) -> subprocess.CompletedProcess:
     env = clean_env(run_dir.parent)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO / "tests"), env.get("PYTHONPATH", "")])
     args = [*overrides, f"paths.data_dir={data_dir}"]
     if not any(o.startswith("ckpt_path=") for o in overrides):
         args.append(f"hydra.run.dir={run_dir}")
-    return cli_process("train", *args, cwd=run_dir.parent, env=env)
+    return cli_process("train", *args, cwd=run_dir.parent, env=env, new_session=new_session)
 
 
-def recorded(run_dir: Path, *extra: str, data_dir: Path) -> subprocess.CompletedProcess:
+def recorded(run_dir: Path, *extra: str, data_dir: Path, new_session: bool = False) -> subprocess.CompletedProcess:
     return train(run_dir, *RUN, f"+callbacks.record._target_=fault_injection.RecordBatches",
-                 f"+callbacks.record.path={run_dir.parent / (run_dir.name + '-batches.txt')}", *extra, data_dir=data_dir)
+                 f"+callbacks.record.path={run_dir.parent / (run_dir.name + '-batches.txt')}", *extra, data_dir=data_dir,
+                 new_session=new_session)
 
 
 def batches(run_dir: Path) -> list[str]:
@@ -189,3 +190,24 @@ def test_training_data_resumes_mid_epoch_at_the_next_batch_also_with_persistent_
     resumed.load_state_dict({"epoch": 1, "batches": 3})  # a checkpoint taken after 3 batches of epoch 1
     torch.rand(5)  # the global RNG stands elsewhere after a resume
     assert epoch_batches(resumed, resumed.train_dataloader(), 1) == full[1][3:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig, status", [("SIGTERM", 0), ("SIGINT", 130)])
+def test_a_signal_to_the_whole_process_group_with_workers_stops_cleanly_and_resumes_exactly(
+        uninterrupted, data_dir, sig, status):
+    """As a cluster preempts (SIGTERM to every process of the job) or a terminal's Ctrl-C (SIGINT to the
+    foreground group): DataLoader workers get the signal too and must not take the run down with them."""
+    run = uninterrupted.parent / f"group_{sig}"
+    proc = recorded(run, "+callbacks.fault._target_=fault_injection.SignalAtStep", "+callbacks.fault.step=13",
+                    f"+callbacks.fault.signal={sig}", "+callbacks.fault.group=true",
+                    f"+callbacks.fault.marker={run.parent / (run.name + '.killed')}", "data.num_workers=2",
+                    "data.persistent_workers=true", data_dir=data_dir, new_session=True)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == status, output[-3000:]
+    assert "Traceback" not in output and "killed by signal" not in output
+    assert f"{sig} at global step 14" in output and f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}" in output
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 14
+    resume(run, data_dir)
+    assert batches(run) == batches(uninterrupted)  # the same batches as a run never stopped, workers or not
+    assert_same_result(run, uninterrupted)

@@ -185,7 +185,8 @@ class ImageDataModule(pl.LightningDataModule):
             self.source.distribute(dataset, self.trainer.global_rank, self.trainer.world_size)
         return make_loader(dataset, batch_size, sampler=sampler, drop_last=drop_last, collate_fn=collate_fn,
                            num_workers=self.num_workers, pin_memory=self.pin_memory,
-                           persistent_workers=self.persistent_workers, seed=self._shuffle_seed)
+                           persistent_workers=self.persistent_workers, seed=self._shuffle_seed,
+                           rank=self.trainer.global_rank if self.trainer is not None else 0)
 
     def train_dataloader(self) -> DataLoader:
         """Few-label train sets smaller than a batch give one batch per epoch; a lone last image is dropped.
