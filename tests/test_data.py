@@ -242,3 +242,14 @@ def test_embedded_configs_instantiate(tmp_path, name):
         name, cfg.data.num_classes, cfg.data.image_size, cfg.data.channels
     )
     assert dm.root.parent == tmp_path and not dm.persistent_workers
+
+
+def test_a_dataset_with_one_class_is_refused_before_any_model_is_built(tmp_path):
+    """A metric or a loss would otherwise fail on num_classes=1 with a traceback (issue seen with torchmetrics)."""
+    from convnetlab.data import ImageFolderDataModule
+    from convnetlab.errors import InputError
+
+    for split in ("train", "val"):
+        (tmp_path / split / "cat").mkdir(parents=True)
+    with pytest.raises(InputError, match=r"train has one class folder \(cat\); a classifier needs at least two"):
+        ImageFolderDataModule(tmp_path, image_size=32).num_classes
