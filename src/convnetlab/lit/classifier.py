@@ -68,6 +68,9 @@ class ImageClassifier(pl.LightningModule):
         exclude_norm_and_bias_from_weight_decay: the usual recipe; norms and biases get no decay.
         backbone_weights: where the backbone's initial weights came from (set from ``backbone.weights``;
             a record only, never reloaded).
+        compile: ``torch.compile`` the backbone in place (``nn.Module.compile``, so state-dict keys stay
+            clean: no ``_orig_mod.``) when fitting starts (``setup("fit")``, after callbacks such as the
+            EMA have copied the eager module); evaluation-only uses stay eager.
     """
 
     def __init__(
@@ -82,6 +85,7 @@ class ImageClassifier(pl.LightningModule):
         channels_last: bool = False,
         exclude_norm_and_bias_from_weight_decay: bool = True,
         backbone_weights: str | None = None,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         backbone = backbone_spec(backbone)
@@ -97,6 +101,7 @@ class ImageClassifier(pl.LightningModule):
             "channels_last": bool(channels_last),
             "exclude_norm_and_bias_from_weight_decay": bool(exclude_norm_and_bias_from_weight_decay),
             "backbone_weights": weights or backbone_weights,
+            "compile": bool(compile),
         }
         self.save_hyperparameters(hparams)
         self.backbone: nn.Module = build_model(**backbone, **({"weights": weights} if weights else {}))
@@ -250,8 +255,16 @@ class ImageClassifier(pl.LightningModule):
         for key in [k for k in state if k.split(".", 1)[0] not in own]:
             del state[key]
 
+    def compile_backbone(self) -> None:
+        """``torch.compile`` the backbone in place (once): parameters and state-dict keys are unchanged."""
+        if getattr(self.backbone, "_compiled_call_impl", None) is None:
+            self.backbone.compile()
+
     def setup(self, stage: str) -> None:
-        """Warn when the data's eval crop/resize differ from those the pretrained weights were measured with."""
+        """Compile the backbone for fitting (``compile=True``); warn when the data's eval crop/resize differ
+        from those the pretrained weights were measured with."""
+        if stage == "fit" and self.hparams.get("compile", False):
+            self.compile_backbone()
         datamodule = getattr(self.trainer, "datamodule", None)
         if stage == "fit" and hasattr(datamodule, "resize_size"):
             hint = eval_transform_mismatch(self.hparams.backbone.get("arch", ""), self.hparams.backbone_weights,
