@@ -17,7 +17,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from conftest import TINY_DATA, run_cli
-from convnetlab.analysis.attribution import (SANITY_THRESHOLD, grad_cam, input_edges, last_conv_stage,
+from convnetlab.analysis.attribution import (SANITY_THRESHOLD, grad_cam, input_edges, last_conv_stage, map_similarity,
                                              randomized_copy, saliency, sanity_check, smoothgrad)
 from convnetlab.analysis.filters import default_feature_layers, feature_maps, filter_grid, resolve_layers
 from convnetlab.analysis.samples import image_files, pick_images
@@ -136,6 +136,20 @@ def test_sanity_check_passes_gradients_of_a_trained_vs_randomised_model(trained_
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # the trained model is untouched
 
 
+@pytest.mark.parametrize(("b", "spearman"), [
+    ([1.0, 2.0, 3.0, 4.0, 5.0], 1.0),
+    ([5.0, 4.0, 3.0, 2.0, 1.0], -1.0),
+    ([2.0, 1.0, 3.0, 4.0, 5.0], 0.9),          # one adjacent swap: 1 - 6 * 2 / (5 * 24)
+    ([1.0, 2.0, 3.0, 5.0, 5.0], 0.9746794),   # a tie shares rank 4.5 (scipy's spearmanr)
+])
+def test_map_similarity_is_the_spearman_correlation_of_the_two_rankings(b, spearman):
+    a = [0.1, 0.2, 0.3, 0.4, 0.5]
+    rho, pearson = map_similarity(torch.tensor(a), torch.tensor(b))
+    assert rho == pytest.approx(spearman, abs=1e-6)
+    assert pearson == pytest.approx(float(np.corrcoef(a, b)[0, 1]), abs=1e-6)
+    assert map_similarity(torch.tensor(a), -torch.tensor(b))[0] == pytest.approx(spearman, abs=1e-6)  # |values|
+
+
 def test_randomized_copy_redraws_every_parameter(trained_tiny_net):
     model, _, _ = trained_tiny_net
     copy = randomized_copy(model, seed=1)
@@ -179,7 +193,8 @@ def test_pictures_restore_train_mode_and_leave_no_hooks_or_grads():
     assert all(p.grad is None and p.requires_grad for p in module.parameters())
     assert all(not m._forward_hooks and not m._backward_hooks for m in module.modules())
     assert set(pictures) == {"filters", "saliency", "grad_cam"}
-    assert all(p.shape[0] == 3 and 0 <= p.min() and p.max() <= 1 for p in pictures.values())
+    assert all(p.shape[0] == 3 and 0 <= p.min() and p.max() <= 1 and p.std() > 0.05 for p in pictures.values())
+    assert not torch.equal(pictures["saliency"], pictures["grad_cam"])  # two methods, two pictures
 
 
 def test_callback_logs_images_to_wandb_tensorboard_and_csv(tmp_path, monkeypatch):
@@ -238,12 +253,30 @@ def test_visualize_writes_every_picture_and_the_summary(tiny_checkpoint, data_di
     written = [name for names in summary["files"].values() for name in names]
     assert {"filters_features.c1.png", "filters_features.c3.png", "feature_maps.png", "saliency.png",
             "smoothgrad.png", "grad_cam.png", "sanity_check.png"} == set(written)
-    assert all((out / name).stat().st_size > 1000 for name in written)
+    pictures = {name: np.asarray(Image.open(out / name).convert("RGB")) for name in written}
+    for name, picture in pictures.items():
+        assert picture.shape[0] >= 200 and picture.shape[1] >= 200 and picture.std() > 10, name  # drawn, not blank
+    assert pictures["saliency.png"].shape == pictures["smoothgrad.png"].shape
+    assert not np.array_equal(pictures["saliency.png"], pictures["smoothgrad.png"])  # each method its own maps
     sanity = summary["sanity_check"]
     assert sanity["threshold"] == 0.5 and set(sanity) == {"threshold", "saliency", "smoothgrad", "grad_cam", "input_edges"}
     assert sanity["input_edges"]["spearman"] == pytest.approx(1.0) and sanity["input_edges"]["flagged"]
-    assert all(-1 <= r["spearman"] <= 1 for name, r in sanity.items() if name != "threshold")
-    assert "sanity check" in proc.stdout
+    # The saliency score recomputed here: the same 4 test images (one per class), plain input gradients of the
+    # trained and of the re-initialised network (seed 42, visualize.yaml), Spearman per image by scipy, averaged.
+    from scipy.stats import spearmanr
+
+    from convnetlab.cli.checkpoint import load_checkpoint
+
+    module, datamodule, _ = load_checkpoint(tiny_checkpoint)
+    datamodule.setup("test")
+    images, labels, _ = pick_images(datamodule.test_dataloader().dataset, 4)
+    inputs, backbone = module.normalize(images), module.eval().backbone
+    trained, randomized = saliency(backbone, inputs, labels), saliency(randomized_copy(backbone, seed=42), inputs, labels)
+    expected = np.mean([spearmanr(t.flatten().numpy(), r.flatten().numpy()).statistic
+                        for t, r in zip(trained, randomized)])
+    assert sanity["saliency"]["spearman"] == pytest.approx(expected, abs=1e-6)
+    assert sanity["saliency"]["flagged"] == (expected > 0.5)
+    assert f"{sanity['saliency']['spearman']:.2f}" in proc.stdout and "sanity check" in proc.stdout
 
 
 @pytest.mark.slow
