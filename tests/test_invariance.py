@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import csv
 
+import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, TensorDataset
 
 from conftest import TINY_DATA, read_metrics, run_cli
@@ -78,7 +80,9 @@ def test_the_table_at_magnitude_zero_is_the_trainer_test_accuracy(tmp_path):
     rows = [{"ckpt": "a.ckpt", "model": "lenet5", **r} for r in rows]
     write_csv(rows, tmp_path / "invariance.csv")
     assert next(csv.reader((tmp_path / "invariance.csv").open())) == ["ckpt", "model", "transform", "magnitude", "acc1"]
-    assert plot_invariance(rows, tmp_path / "invariance.png").stat().st_size > 1000
+    with Image.open(plot_invariance(rows, tmp_path / "invariance.png")) as picture:
+        assert picture.size == (720, 280)  # one 3.6 x 2.8 in panel per transform (rotate, noise) at 100 dpi
+        assert np.asarray(picture.convert("L")).std() > 10  # axes and curves drawn, not a blank canvas
 
 
 @pytest.mark.slow
@@ -98,6 +102,9 @@ def test_probe_cli_overlays_checkpoints_and_starts_at_the_eval_accuracy(data_dir
     assert list(rows[0]) == ["ckpt", "model", "transform", "magnitude", "acc1"] and len(rows) == 2 * 6 * 2
     plain = [float(r["acc1"]) for r in rows if r["ckpt"] == best and float(r["magnitude"]) == 0]
     assert plain == pytest.approx([read_metrics(tmp_path / "eval")["test/acc1"]] * 6, abs=1e-6)
-    assert (out / "invariance.png").stat().st_size > 1000 and "best-ckpt" in proc.stdout and "last-ckpt" in proc.stdout
+    with Image.open(out / "invariance.png") as picture:
+        assert picture.size == (1080, 560)  # six transforms: 3 x 2 panels of 3.6 x 2.8 in at 100 dpi
+        assert np.asarray(picture.convert("L")).std() > 10
+    assert "best-ckpt" in proc.stdout and "last-ckpt" in proc.stdout
     missing = run_cli("probe", cwd=tmp_path, data_dir=data_dir, check=False)
     assert missing.returncode != 0 and missing.stderr.strip().splitlines()[-1].startswith("error: ckpt_paths is required")
