@@ -303,8 +303,11 @@ def test_mini_ilsvrc_sweeps_the_five_families_into_its_own_multirun_dir(data_dir
             "data.per_class_val=2", "data.per_class_test=2", "data.batch_size=16", "data.num_workers=0",
             "logger=csv", *SHORT, "trainer.limit_train_batches=1", cwd=tmp_path, data_dir=data_dir)
     jobs = sorted(p.parent for p in (tmp_path / "multirun" / "mini_ilsvrc").glob("*/*/*/metrics.json"))
-    models = sorted(read_metrics(job)["model"] for job in jobs)
-    assert models == ["alexnet_cpu", "googlenet_cpu", "lenet5", "resnet18_cpu", "vgg11_bn_cpu"], jobs
+    assert sorted(read_metrics(job)["model"] for job in jobs) == ["alexnet", "googlenet", "lenet5", "resnet18", "vgg11_bn"]
+    chosen = sorted(o for job in jobs for o in yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text())
+                    if o.startswith("model="))
+    assert chosen == ["model=alexnet_cpu", "model=googlenet_cpu", "model=lenet5", "model=resnet18_cpu",
+                      "model=vgg11_bn_cpu"]
     for job in jobs:
         config = resolved(job)
         assert (config["data"]["num_classes"], config["seed"]) == (10, 1)

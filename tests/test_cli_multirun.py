@@ -27,6 +27,19 @@ def test_multirun_gives_one_run_dir_per_job(data_dir, tmp_path):
     assert not (tmp_path / "outputs").exists() and not (tmp_path / "multirun").exists()
 
 
+def test_multirun_option_names_are_checked_for_every_job_before_the_sweep_starts(data_dir, tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_cli("train", "-m", "model=lenet5,resnet19", *TINY_DATA, *SHORT, f"hydra.sweep.dir={sweep}",
+                   cwd=tmp_path, data_dir=data_dir, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: unknown model 'resnet19'"), proc.stderr[-2000:]
+    assert "lenet5" in errors[0]  # the valid names are listed
+    assert not sweep.exists() and "#0 :" not in proc.stdout  # the lenet5 job never started
+    # No outputs/, multirun/ or job dir anywhere (.cache/.config: HOME is the test's cwd).
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")] == []
+
+
 def test_multirun_with_ddp_cpu_runs_each_job_exactly_once_on_two_ranks(data_dir, tmp_path):
     sweep = tmp_path / "sweep"
     proc = run_cli("train", "-m", "optimizer.lr=0.1,0.01", "trainer=ddp_cpu", "model=lenet5", *TINY_DATA, *SHORT,

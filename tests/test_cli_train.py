@@ -111,6 +111,22 @@ def test_wandb_runs_offline_and_holds_metrics_and_nested_config(data_dir, tmp_pa
     assert run["config"]["module"]["backbone"]["num_classes"] == 4  # interpolations resolved
 
 
+def test_a_resumed_run_continues_the_same_wandb_run_id(data_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    run_cli("train", *TINY_DATA, "model=lenet5", "trainer.max_epochs=1", "logger=[csv,wandb]",
+            f"hydra.run.dir={run_dir}", cwd=tmp_path, data_dir=data_dir)
+    run_id = (run_dir / "wandb_run_id.txt").read_text().strip()
+    (first,) = [p.name for p in (run_dir / "wandb").glob("offline-run-*")]
+    assert run_id and first.endswith(f"-{run_id}")
+    run_cli("train", f"ckpt_path={run_dir}/checkpoints/last.ckpt", "trainer.max_epochs=2", cwd=tmp_path,
+            data_dir=data_dir)
+    assert (run_dir / "wandb_run_id.txt").read_text().strip() == run_id
+    folders = sorted(p.name for p in (run_dir / "wandb").glob("offline-run-*"))
+    assert len(folders) == 2 and first in folders  # one offline folder per process ...
+    assert all(name.endswith(f"-{run_id}") for name in folders)  # ... both of the same W&B run
+    assert not (tmp_path / "outputs").exists()
+
+
 def test_last_checkpoint_is_the_last_epoch_even_when_val_did_not_improve(data_dir, tmp_path):
     # lr 0: val/acc1 never improves after epoch 0, so the best checkpoint stays at epoch 0.
     run_dir = tmp_path / "run"

@@ -1,4 +1,5 @@
-"""convnetlab-compare on synthetic run dirs: grouping, means/stds, ordering, failed runs, files, W&B."""
+"""convnetlab-compare on synthetic run dirs (grouping, means/stds, ordering, failed runs, files, W&B) and on the
+output of real `convnetlab-train` runs."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import clean_env, run_cli
+from conftest import TINY_DATA, TINY_MODEL, clean_env, read_metrics, run_cli
 from convnetlab.analysis.comparison import compare
 from convnetlab.analysis.comparison_plots import val_error_per_epoch
 
@@ -115,3 +116,27 @@ def test_imagenet_rows_show_torchvision_published_errors(tmp_path):
     rows, problems = compare([tmp_path])
     table = to_markdown(rows, problems, published_beside(rows))
     assert "torchvision top-1 err %" in table and f"{100 - 69.758:.2f}" in table
+
+
+@pytest.mark.slow
+def test_cli_table_rows_are_the_metrics_of_real_training_runs(data_dir, tmp_path):
+    runs = tmp_path / "runs"
+    for name, model in (("lenet", ["model=lenet5"]), ("resnet", TINY_MODEL)):
+        run_cli("train", *TINY_DATA, *model, "trainer.max_epochs=1", "logger=csv", f"hydra.run.dir={runs / name}",
+                cwd=tmp_path, data_dir=data_dir)
+    out = tmp_path / "cmp"
+    run_cli("compare", f"runs=[{runs}]", "wandb.enabled=false", f"hydra.run.dir={out}", cwd=tmp_path,
+            data_dir=data_dir)
+    with (out / "comparison.csv").open() as handle:
+        lines = {Path(line["runs"]).name: line for line in csv.DictReader(handle)}
+    assert sorted(lines) == ["lenet", "resnet"]
+    for name, line in lines.items():
+        metrics = read_metrics(runs / name)
+        assert (line["arch"], line["data"], line["n_runs"]) == (metrics["model"], "shapes", "1")
+        expected = {"top1_err": 100 * (1 - metrics["test/acc1"]), "top5_err": 100 * (1 - metrics["test/acc5"]),
+                    "params_m": metrics["params"] / 1e6, "gflops": metrics["gflops"],
+                    "train_img_s": metrics["train_images_per_s"], "infer_img_s": metrics["infer_images_per_s"],
+                    "train_s": metrics["train_seconds"]}
+        assert {k: float(line[k]) for k in expected} == pytest.approx(expected, rel=1e-5)  # written with 6 significant digits
+        assert f"{expected['top1_err']:.2f}" in (out / "comparison.md").read_text()
+    assert not (out / "wandb").exists()
