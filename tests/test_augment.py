@@ -118,7 +118,15 @@ def test_alexnet_preset_on_a_folder_computes_and_caches_its_statistics(jpeg_tree
     dm = ImageFolderDataModule(jpeg_tree, image_size=32, num_workers=0, augment={"name": "alexnet"})
     assert dm.train_transform is None  # needs the training pixels
     dm.setup("fit")
-    assert (jpeg_tree / CACHE_NAME).is_file() and dm.train_transform is not None
+    stats = json.loads((jpeg_tree / CACHE_NAME).read_text())
+    # Against the PCA of every training pixel, computed here (the preset samples pixels, so close, not equal).
+    pixels = np.concatenate([np.asarray(Image.open(path).convert("RGB"), dtype=np.float64).reshape(-1, 3) / 255
+                             for path in sorted((jpeg_tree / "train").rglob("*.JPEG"))])
+    values, vectors = np.linalg.eigh(np.cov(pixels.T))
+    assert stats["eigval"] == pytest.approx(np.sqrt(values[::-1]).tolist(), rel=0.1)
+    assert abs(np.dot(np.array(stats["eigvec"])[:, 0], vectors[:, -1])) > 0.99  # the shared-gradient axis
+    lighting = dm.train_transform.transforms[-1]  # the preset lights with exactly the cached statistics
+    assert torch.allclose(lighting.eigval.double(), torch.tensor(stats["eigval"], dtype=torch.float64))
     imagenet = ImageFolderDataModule(jpeg_tree, image_size=32, num_workers=0, name="imagenet",
                                      augment={"name": "resnet"})
     imagenet.setup("fit")
