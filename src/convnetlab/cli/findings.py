@@ -2,8 +2,11 @@
 
 Every ``conf/experiment/findings/*.yaml`` sweeps with ``hydra.sweeper.params`` and registers this
 callback, so ``convnetlab-train -m experiment=findings/<name>`` is the whole experiment: when the last
-job ends, the sweep dir gets ``finding.md`` (claim, command, table), ``finding.json`` (every number,
-per row and key) and ``finding.png``. Nothing is typed by hand; the README quotes these files.
+job ends, the sweep dir gets ``finding.md`` (claim, command, table, verdict), ``finding.json`` (every
+number, per row and key, and the verdict with each check) and ``finding.png``. The verdict is computed
+by the finding's rule (``finding.verdict``: checks comparing two rows on one column, see
+:mod:`convnetlab.analysis.findings`); a rule naming a row the sweep will not run stops the sweep at its
+start with one ``error:`` line. Nothing is typed by hand; the README quotes these files.
 A diverged job (``on_divergence: record``) is a row with the step its loss went NaN, not a lost sweep.
 
 Post steps run the project's own tools on each job's best checkpoint first and add their numbers to
