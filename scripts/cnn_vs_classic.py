@@ -8,9 +8,13 @@ Run (everything is generated locally, nothing is downloaded):
 For every dataset and size N (images per class; ``all``: the whole train split) it runs, with the same
 ``data=<dataset> data.train_per_class=N`` and seeds, so both sides train on the same images:
 
-1. ``convnetlab-baseline -m method=hog_svm,hog_rf,pixels_rf,pixels_svm seed=...`` (one Hydra multirun);
-2. ``convnetlab-train -m model=lenet5,resnet18_cpu seed=...`` (one Hydra multirun), epochs from
-   :func:`epochs_for` (a fixed budget of images seen, so 5 images per class still get enough steps).
+1. ``convnetlab-baseline -m method=hog_svm,hog_rf,pixels_rf,pixels_svm seed=...``;
+2. ``convnetlab-train -m model=lenet5,resnet18_cpu seed=...``, epochs from :func:`epochs_for` (a fixed
+   budget of images seen, so 5 images per class still get enough steps), validating about
+   ``VALIDATIONS`` times per run; the best checkpoint on val is tested.
+
+Sizes that share their seeds (and, for the CNNs, their epochs) run as one Hydra multirun, so a process
+starts once per group, not once per size.
 
 Sizes below ``all`` run every seed of ``--seeds``; ``all`` runs the first seed only (the subset is the
 whole split, so seeds only change initialisation and order). ``--jobs 2`` runs the datasets side by side,
@@ -43,8 +47,8 @@ BASELINES = ("hog_svm", "hog_rf", "pixels_rf", "pixels_svm")
 CNNS = ("lenet5", "resnet18_cpu")
 SIZES = ("5", "20", "100", "all")
 SEEDS = (0, 1, 2)
-IMAGES_SEEN = 8000    # CNN budget: epochs so that each run sees about this many training images ...
-EPOCHS = (6, 100)     # ... but at least 6 and at most 100 epochs
+IMAGES_SEEN = 3000    # CNN budget: epochs so that each run sees about this many training images ...
+EPOCHS = (3, 60)      # ... but at least 3 and at most 60 epochs
 VALIDATIONS = 5       # validate about this often per run (val sets are larger than the smallest train sets)
 SHARED_KEYS, BASELINE_KEYS = ("data", "paths"), ("hog", "linear_svm", "rbf_svm", "forest")
 # One intra-op thread per process: small models on a shared 2-core machine run fastest that way.
@@ -53,9 +57,9 @@ CLAIM = ("Classic pipelines (HOG or pixels + SVM / random forest) beat CNNs when
          "CNNs win once there are enough. Where do the curves cross?")
 
 
-def epochs_for(train_images: int) -> int:
-    """Epochs for a CNN run on ``train_images`` images: about IMAGES_SEEN images, within EPOCHS."""
-    return int(min(EPOCHS[1], max(EPOCHS[0], math.ceil(IMAGES_SEEN / max(train_images, 1)))))
+def epochs_for(train_images: int, images_seen: int = IMAGES_SEEN, epochs: tuple[int, int] = EPOCHS) -> int:
+    """Epochs for a CNN run on ``train_images`` images: about ``images_seen`` images, within ``epochs``."""
+    return int(min(epochs[1], max(epochs[0], math.ceil(images_seen / max(train_images, 1)))))
 
 
 def split_overrides(extra: list[str]) -> tuple[list[str], list[str]]:
@@ -103,7 +107,8 @@ def _grouped(keys: dict[str, tuple]) -> dict[tuple, list[str]]:
     return groups
 
 
-def run_dataset(dataset: str, sizes: list[str], seeds: list[int], out: Path, extra: list[str]) -> None:
+def run_dataset(dataset: str, sizes: list[str], seeds: list[int], out: Path, extra: list[str],
+                images_seen: int = IMAGES_SEEN, epochs: tuple[int, int] = EPOCHS) -> None:
     """Baselines first (they also report each size's number of training images), then the CNNs."""
     base_extra, train_extra = split_overrides(extra)
     log, root = out / f"{dataset}.log", out / dataset
@@ -114,15 +119,17 @@ def run_dataset(dataset: str, sizes: list[str], seeds: list[int], out: Path, ext
     per_class = images_per_class(root)
     given = {_key(o) for o in train_extra}
     fixed = next((o.split("=", 1)[1] for o in train_extra if _key(o) == "trainer.max_epochs"), None)
-    keys = {s: (tuple(seeds_for(s, seeds)), int(fixed) if fixed else epochs_for(round(per_class[s] * classes(root))))
+    keys = {s: (tuple(seeds_for(s, seeds)),
+                int(fixed) if fixed else epochs_for(round(per_class[s] * classes(root)), images_seen, epochs))
             for s in sizes}
-    for (run_seeds, epochs), group in _grouped(keys).items():
+    for (run_seeds, n_epochs), group in _grouped(keys).items():
         defaults = ["logger=csv", "threads=1", "data.num_workers=0", "callbacks.step_checkpoint=null",
-                    f"trainer.max_epochs={epochs}", f"++trainer.check_val_every_n_epoch={max(1, epochs // VALIDATIONS)}"]
+                    f"trainer.max_epochs={n_epochs}",
+                    f"++trainer.check_val_every_n_epoch={max(1, n_epochs // VALIDATIONS)}"]
         run("train", f"model={','.join(CNNS)}", f"seed={','.join(map(str, run_seeds))}", f"data={dataset}",
             f"data.train_per_class={','.join(map(size_value, group))}",
             *(o for o in defaults if _key(o) not in given), *train_extra,
-            sweep=root / f"cnns-seeds{'-'.join(map(str, run_seeds))}-epochs{epochs}", log=log)
+            sweep=root / f"cnns-seeds{'-'.join(map(str, run_seeds))}-epochs{n_epochs}", log=log)
 
 
 def _size_of(job) -> str:
@@ -219,6 +226,8 @@ def parse(args: list[str]) -> argparse.Namespace:
     parser.add_argument("--sizes", default=",".join(SIZES))
     parser.add_argument("--seeds", default=",".join(map(str, SEEDS)))
     parser.add_argument("--jobs", type=int, default=2, help="datasets run side by side")
+    parser.add_argument("--images-seen", type=int, default=IMAGES_SEEN, help="CNN budget: training images per run")
+    parser.add_argument("--epochs", default=f"{EPOCHS[0]},{EPOCHS[1]}", help="min,max CNN epochs")
     known, extra = parser.parse_known_args(args)
     bad = [s for s in known.sizes.split(",") if s != "all" and not s.isdigit()]
     if bad:
@@ -235,7 +244,8 @@ def main(args: list[str]) -> None:
     seeds = [int(s) for s in opts.seeds.split(",")]
     out.mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(max(1, opts.jobs)) as pool:
-        for future in [pool.submit(run_dataset, d, sizes, seeds, out, opts.extra) for d in datasets]:
+        for future in [pool.submit(run_dataset, d, sizes, seeds, out, opts.extra, opts.images_seen,
+                                           tuple(int(e) for e in opts.epochs.split(","))) for d in datasets]:
             future.result()
     command = "python scripts/cnn_vs_classic.py " + " ".join(args)
     markdown = write_report(out, datasets, sizes, command.strip(), time.time() - start)
