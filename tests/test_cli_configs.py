@@ -107,9 +107,14 @@ def backbone(path: Path) -> dict[str, torch.Tensor]:
             if k.startswith("backbone.")}
 
 
+TESTED_ELSEWHERE = {"modern_vs_classic": "test_timm.py"}
+
+
 def test_every_config_has_its_own_test():
     assert {p.stem for p in (CONF / "debug").glob("*.yaml")} == DEBUG_MODES
-    assert {p.stem for p in (CONF / "experiment").glob("*.yaml")} == EXPERIMENTS
+    assert {p.stem for p in (CONF / "experiment").glob("*.yaml")} == EXPERIMENTS | TESTED_ELSEWHERE.keys()
+    for experiment, module in TESTED_ELSEWHERE.items():
+        assert f"experiment={experiment}" in (Path(__file__).parent / module).read_text()
 
 
 # ----------------------------------------------------------------------------- debug modes
@@ -202,16 +207,28 @@ def test_transfer_scratch_learns_the_eight_other_shapes_from_random_weights_and_
     assert checkpoint(Path(read_metrics(run)["ckpt_best"]))["epoch"] == 4 == last["epoch"]
 
 
+@pytest.mark.xfail(strict=True, raises=FileNotFoundError, reason="open bug: callbacks.last_checkpoint leaves save_on_train_epoch_end to "
+                   "Lightning, which saves only after a validation when check_val_every_n_epoch > 1; fix: "
+                   "save_on_train_epoch_end: true in conf/callbacks/last_checkpoint.yaml (and its pin in "
+                   "tests/test_config_tree.py)")
+def test_transfer_runs_write_last_ckpt_every_epoch_although_they_validate_every_5(data_dir, tmp_path):
+    run = tmp_path / "run"
+    run_cli("train", "experiment=transfer_scratch", *SMALL_SHAPES, *SHORT, "trainer.max_epochs=2",
+            "trainer.limit_train_batches=1", f"hydra.run.dir={run}", cwd=tmp_path, data_dir=data_dir)
+    assert checkpoint(run / "checkpoints" / "last.ckpt")["epoch"] == 1  # resumable after every epoch
+
+
 def test_transfer_features_keeps_the_loaded_backbone_frozen_and_trains_a_new_head(pretrain, data_dir, tmp_path):
     run = tmp_path / "run"
     source_ckpt = pretrain / "checkpoints" / "last.ckpt"
     run_cli("train", "experiment=transfer_features", f"source_ckpt={source_ckpt}", *SMALL_SHAPES, *SHORT,
-            "trainer.max_epochs=2", f"hydra.run.dir={run}", cwd=tmp_path, data_dir=data_dir)
+            "trainer.max_epochs=5", "trainer.limit_train_batches=1", f"hydra.run.dir={run}", cwd=tmp_path,
+            data_dir=data_dir)
     source, final = backbone(source_ckpt), backbone(run / "checkpoints" / "last.ckpt")
-    assert checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 6
+    assert checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 5
     body = [k for k in final if not k.startswith("fc.")]
     assert len(body) > 50
-    # Loaded, and still the source's after 6 steps: weights and BatchNorm statistics alike.
+    # Loaded, and still the source's after 5 steps: weights and BatchNorm statistics alike.
     assert [k for k in body if not torch.equal(final[k], source[k])] == []
     assert not torch.equal(final["fc.weight"], source["fc.weight"])  # a new head, trained
     assert resolved(run)["data"]["class_offset"] == 8
@@ -221,8 +238,8 @@ def test_transfer_finetune_loads_the_source_and_unfreezes_layer4_at_epoch_5(pret
     run = tmp_path / "run"
     source_ckpt = pretrain / "checkpoints" / "last.ckpt"
     run_cli("train", "experiment=transfer_finetune", f"source_ckpt={source_ckpt}", *SMALL_SHAPES, *SHORT,
-            "trainer.max_epochs=6", "trainer.limit_train_batches=1", f"hydra.run.dir={run}", cwd=tmp_path,
-            data_dir=data_dir)
+            "trainer.max_epochs=10", "trainer.limit_train_batches=1", f"hydra.run.dir={run}", cwd=tmp_path,
+            data_dir=data_dir)  # 10 epochs: last.ckpt is written after validation, every 5th epoch (xfail above)
     rows = metric_rows(run)
     layer4 = [int(r["step"]) for r in rows if r.get("lr/layer4")]
     assert layer4 and min(layer4) == 5  # one step per epoch: epoch 5 is step 5
