@@ -2,7 +2,8 @@
 
 No test adds ``trainer.fast_dev_run``: it would override what a mode or an experiment sets. Every config
 under conf/debug/ and conf/experiment/ (outside findings/ and ilsvrc/, tested in their own modules) must
-have its own test here (``test_every_config_has_its_own_test``).
+have its own test here, or be listed in TESTED_ELSEWHERE with the module that runs it
+(``test_every_config_has_its_own_test``).
 """
 
 from __future__ import annotations
