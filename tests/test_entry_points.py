@@ -107,6 +107,7 @@ def test_compare_refuses_no_runs_missing_runs_and_unfinished_runs(tmp_path):
         run_compare(cfg, tmp_path / "out")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command, args, named", [
     ("data", ["action=bogus"], "action=bogus"),
     ("compare", [], "runs="),
