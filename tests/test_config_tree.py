@@ -56,6 +56,10 @@ DEFAULT_CALLBACKS = {
     "progress": {"_target_": "convnetlab.callbacks.progress_bar"},
 }
 GRADIENT_FLOW = {"gradient_flow": {"_target_": "convnetlab.callbacks.GradientFlow", "every_n_steps": 10, "output_dir": OUT}}
+EMA = {"ema": {"_target_": "convnetlab.callbacks.ema.WeightEMA", "decay": 0.9999, "every_n_steps": 1, "copy_epochs": 0,
+               "adjust_decay": False, "log_raw": True}}
+V2_EMA = {"ema": {**EMA["ema"], "decay": 0.99998, "every_n_steps": 32, "adjust_decay": True,
+                  "copy_epochs": "${scheduler.warmup_epochs}"}}  # torchvision's V2 recipe (ilsvrc/_recipe_v2)
 
 
 def aux_heads(heads: dict, head_type: str) -> dict:
@@ -70,6 +74,7 @@ FINETUNE = {"_target_": "convnetlab.callbacks.FinetuningSchedule", "phases": Non
 CALLBACK_VARIANTS = {
     "default": DEFAULT_CALLBACKS,
     "gradient_flow": {**DEFAULT_CALLBACKS, **GRADIENT_FLOW},
+    "ema": {**DEFAULT_CALLBACKS, **EMA},
     "aux_googlenet": {**DEFAULT_CALLBACKS, **GRADIENT_FLOW, **GOOGLENET_HEADS},
     "deep_supervision": {**DEFAULT_CALLBACKS, **GRADIENT_FLOW, **aux_heads({"layer2": 0.3, "layer3": 0.3}, "gap")},
     "feature_extraction": {**DEFAULT_CALLBACKS,
@@ -104,7 +109,9 @@ EXPERIMENT_CALLBACKS = {
     **{f"findings/{name}": FINDINGS_CALLBACKS
        for name in ("augmentation", "filters", "gap_head", "inception", "kernels", "saliency")},
     "ilsvrc/googlenet": CALLBACK_VARIANTS["aux_googlenet"],
-    **{f"ilsvrc/{name}": DEFAULT_CALLBACKS for name in options("experiment/ilsvrc") if name != "googlenet"},
+    **{f"ilsvrc/{name}": DEFAULT_CALLBACKS for name in options("experiment/ilsvrc")
+       if name != "googlenet" and not name.endswith("_v2")},
+    **{f"ilsvrc/{name}": {**DEFAULT_CALLBACKS, **V2_EMA} for name in options("experiment/ilsvrc") if name.endswith("_v2")},
 }
 
 

@@ -7,13 +7,18 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
-from torchvision.transforms import v2
+import torchvision.models
+from torchvision.transforms import InterpolationMode, v2
 
+from convnetlab.callbacks.ema import WeightEMA, torchvision_ema_decay
 from convnetlab.cli.hydra_app import config_dir, register_resolvers
+from convnetlab.data.augment import TorchvisionV2
 from convnetlab.models import ARCHS, get
 from convnetlab.recipes import linear_scaled_lr, world_size
 
-RECIPES = sorted(p.stem for p in (Path(config_dir()) / "experiment" / "ilsvrc").glob("[!_]*.yaml"))
+ALL_RECIPES = sorted(p.stem for p in (Path(config_dir()) / "experiment" / "ilsvrc").glob("[!_]*.yaml"))
+V2_RECIPES = [name for name in ALL_RECIPES if name.endswith("_v2")]  # torchvision's V2 ("new") recipe
+RECIPES = [name for name in ALL_RECIPES if name not in V2_RECIPES]  # its reference (V1) recipe
 NO_BATCHNORM = {"alexnet", "vgg11", "vgg13", "vgg16", "vgg19"}  # torchvision's recipe: lr 0.01 instead of 0.1
 
 
@@ -81,3 +86,53 @@ def test_world_size_helpers():
     assert linear_scaled_lr(0.1, 64, 8) == pytest.approx(0.2)
     with pytest.raises(ValueError, match="at least one process"):
         world_size(0, 1)
+
+
+def test_the_v2_recipe_exists_for_the_resnets_torchvision_trained_with_it():
+    assert V2_RECIPES == ["resnet101_v2", "resnet152_v2", "resnet50_v2"]
+
+
+@pytest.mark.parametrize("name", V2_RECIPES)
+def test_v2_recipe_matches_torchvisions_new_recipe(name, imagenet_root):
+    """torchvision's references/classification README, ResNet-50 V2: --batch-size 128 (x 8 GPUs) --lr 0.5
+    --lr-scheduler cosineannealinglr --lr-warmup-epochs 5 --lr-warmup-method linear --auto-augment ta_wide
+    --epochs 600 --random-erase 0.1 --weight-decay 0.00002 --norm-weight-decay 0.0 --label-smoothing 0.1
+    --mixup-alpha 0.2 --cutmix-alpha 1.0 --train-crop-size 176 --model-ema --val-resize-size 232 --ra-sampler
+    --ra-reps 4 (train.py defaults: momentum 0.9, --lr-warmup-decay 0.01, --model-ema-steps 32,
+    --model-ema-decay 0.99998, --interpolation bilinear, --val-crop-size 224)."""
+    arch = name.removesuffix("_v2")
+    cfg = recipe(name, imagenet_root, "trainer.devices=8")
+    weights = getattr(torchvision.models, f"ResNet{arch.removeprefix('resnet')}_Weights").IMAGENET1K_V2
+    assert cfg.recipe.target_acc1 == weights.meta["_metrics"]["ImageNet-1K"]["acc@1"]
+    if arch == "resnet50":
+        assert cfg.recipe.target_acc1 == 80.858
+    assert cfg.model.arch == arch and cfg.model.width == 1.0 and cfg.model.small_input is False
+    assert cfg.trainer.max_epochs == 600 and cfg.trainer.strategy == "ddp"
+    assert cfg.data.batch_size == 128 and cfg.data.batch_size * cfg.recipe.world_size == 1024
+    assert cfg.optimizer._target_ == "torch.optim.SGD" and cfg.optimizer.lr == pytest.approx(0.5)
+    assert (cfg.optimizer.momentum, cfg.optimizer.weight_decay, cfg.optimizer.nesterov) == (0.9, 2e-5, False)
+    assert cfg.module.exclude_norm_and_bias_from_weight_decay is True and cfg.module.label_smoothing == 0.1
+    assert cfg.scheduler._target_.endswith("schedules.cosine")
+    assert (cfg.scheduler.warmup_epochs, cfg.scheduler.warmup_start_factor, cfg.scheduler.min_lr_ratio) == (5, 0.01, 0)
+    ema = cfg.callbacks.ema
+    assert (ema.decay, ema.every_n_steps, ema.adjust_decay, ema.copy_epochs) == (0.99998, 32, True, 5)
+    assert isinstance(instantiate(ema), WeightEMA)
+    assert torchvision_ema_decay(ema.decay, 8, cfg.data.batch_size, ema.every_n_steps, 600) == pytest.approx(
+        1 - 2e-5 * 1024 * 32 / 600)  # the per-update decay torchvision's train.py uses
+    dm = instantiate(cfg.data)
+    assert dm.repeated_augmentations == 4 and dm.repeated_augmentations_epoch == "dataset"
+    assert isinstance(dm.augment, TorchvisionV2)
+    assert (dm.augment.mixup_alpha, dm.augment.cutmix_alpha, dm.augment.random_erasing) == (0.2, 1.0, 0.1)
+    crop, flip, trivial, erasing = dm.train_transform.transforms
+    assert isinstance(crop, v2.RandomResizedCrop) and tuple(crop.size) == (176, 176) and crop.scale == (0.08, 1.0)
+    assert InterpolationMode(crop.interpolation) == InterpolationMode.BILINEAR
+    assert isinstance(flip, v2.RandomHorizontalFlip) and isinstance(trivial, v2.TrivialAugmentWide)
+    assert isinstance(erasing, v2.RandomErasing) and erasing.p == 0.1
+    resize, centre = dm.eval_transform.transforms
+    assert list(resize.size) == [232] and InterpolationMode(resize.interpolation) == InterpolationMode.BILINEAR
+    assert tuple(centre.size) == (224, 224)
+
+
+def test_v2_learning_rate_and_global_batch_scale_with_the_world_size(imagenet_root):
+    cfg = recipe("resnet50_v2", imagenet_root, "trainer.devices=4")
+    assert cfg.data.batch_size == 128 and cfg.optimizer.lr == pytest.approx(0.25)

@@ -59,6 +59,7 @@ class ImageFolderDataModule(ImageDataModule):
         bad_images: str = "error",
         repeated_augmentations: int = 1,
         repeated_augmentations_epoch: str = "repeats",
+        train_image_size: int | None = None,
         train_per_class: int | None = None,
     ) -> None:
         super().__init__(
@@ -66,6 +67,7 @@ class ImageFolderDataModule(ImageDataModule):
             name=name, batch_size=batch_size, eval_batch_size=eval_batch_size, num_workers=num_workers,
             pin_memory=pin_memory, persistent_workers=persistent_workers, hflip=hflip, scale=scale,
             repeated_augmentations=repeated_augmentations, repeated_augmentations_epoch=repeated_augmentations_epoch,
+            train_image_size=train_image_size,
             augment=augment, num_classes=num_classes, train_per_class=train_per_class,
         )
 

@@ -45,7 +45,8 @@ class ImageDataModule(pl.LightningDataModule):
     each class, drawn with the run's seed (``subsample.py``); val and test stay whole.
     ``repeated_augmentations=k`` (> 1) reads each training image k times per epoch under k different
     augmentations (``RepeatedAugmentationSampler``; ``repeated_augmentations_epoch=dataset`` keeps
-    torchvision's epoch length instead); 1 is the plain resumable order.
+    torchvision's epoch length instead); 1 is the plain resumable order. ``train_image_size`` is the
+    training crop when it differs from the eval crop ``image_size`` (None: the same).
     """
 
     def __init__(
@@ -66,6 +67,7 @@ class ImageDataModule(pl.LightningDataModule):
         train_per_class: int | None = None,
         repeated_augmentations: int = 1,
         repeated_augmentations_epoch: str = "repeats",
+        train_image_size: int | None = None,
     ) -> None:
         super().__init__()
         self.source = source
@@ -77,6 +79,7 @@ class ImageDataModule(pl.LightningDataModule):
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers and num_workers > 0
         self.scale, self.hflip = tuple(scale), hflip
+        self.train_image_size = train_image_size or preprocessing.image_size  # the training crop
         self.augment = resolve(augment)
         # None until setup() when the preset needs the training set's colour statistics.
         self.train_transform: Callable[[Tensor], Tensor] | None = None
@@ -151,7 +154,7 @@ class ImageDataModule(pl.LightningDataModule):
         self.source.check_split("train")
         check_class_count(self._expected_num_classes, self.num_classes, self.root / "train")
         if stage in (None, "fit") and self.train_dataset is None:
-            decode_size = self.augment.decode_size(self.image_size, self.scale, self.resize_size)
+            decode_size = self.augment.decode_size(self.train_image_size, self.scale, self.resize_size)
             self.train_dataset = self.source.dataset("train", self.channels, None, decode_size)
             if self.train_per_class is not None:
                 keep_per_class(self.train_dataset, self.train_per_class, self._shuffle_seed)
@@ -167,7 +170,7 @@ class ImageDataModule(pl.LightningDataModule):
                                                     self.eval_decode_size)
 
     def _train_transform(self, stats: Mapping[str, Sequence] | None = None) -> Callable[[Tensor], Tensor]:
-        return self.augment.transform(self.image_size, scale=self.scale, hflip=self.hflip,
+        return self.augment.transform(self.train_image_size, scale=self.scale, hflip=self.hflip,
                                       resize_size=self.resize_size, fill=self._preprocessing.fill, stats=stats)
 
     def _test_split(self) -> str:
