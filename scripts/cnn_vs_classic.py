@@ -47,8 +47,9 @@ BASELINES = ("hog_svm", "hog_rf", "pixels_rf", "pixels_svm")
 CNNS = ("lenet5", "resnet18_cpu")
 SIZES = ("5", "20", "100", "all")
 SEEDS = (0, 1, 2)
-IMAGES_SEEN = 3000    # CNN budget: epochs so that each run sees about this many training images ...
-EPOCHS = (3, 60)      # ... but at least 3 and at most 60 epochs
+IMAGES_SEEN = 6000    # CNN budget: epochs so that each run sees about this many training images ...
+EPOCHS = (3, 100)     # ... but at least 3 and at most 100 epochs
+BATCH = 32            # CNN batch: ~190 steps per run for every size (a 128 batch left 5 epochs of digits at 50 steps)
 VALIDATIONS = 5       # validate about this often per run (val sets are larger than the smallest train sets)
 SHARED_KEYS, BASELINE_KEYS = ("data", "paths"), ("hog", "linear_svm", "rbf_svm", "forest")
 # One intra-op thread per process: small models on a shared 2-core machine run fastest that way.
@@ -123,7 +124,8 @@ def run_dataset(dataset: str, sizes: list[str], seeds: list[int], out: Path, ext
                 int(fixed) if fixed else epochs_for(round(per_class[s] * classes(root)), images_seen, epochs))
             for s in sizes}
     for (run_seeds, n_epochs), group in _grouped(keys).items():
-        defaults = ["logger=csv", "threads=1", "data.num_workers=0", "callbacks.step_checkpoint=null",
+        defaults = ["logger=csv", "threads=1", "data.num_workers=0", f"data.batch_size={BATCH}",
+                    "callbacks.step_checkpoint=null",
                     f"trainer.max_epochs={n_epochs}",
                     f"++trainer.check_val_every_n_epoch={max(1, n_epochs // VALIDATIONS)}"]
         run("train", f"model={','.join(CNNS)}", f"seed={','.join(map(str, run_seeds))}", f"data={dataset}",
