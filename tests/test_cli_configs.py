@@ -208,10 +208,6 @@ def test_transfer_scratch_learns_the_eight_other_shapes_from_random_weights_and_
     assert checkpoint(Path(read_metrics(run)["ckpt_best"]))["epoch"] == 4 == last["epoch"]
 
 
-@pytest.mark.xfail(strict=True, raises=FileNotFoundError, reason="open bug: callbacks.last_checkpoint leaves save_on_train_epoch_end to "
-                   "Lightning, which saves only after a validation when check_val_every_n_epoch > 1; fix: "
-                   "save_on_train_epoch_end: true in conf/callbacks/last_checkpoint.yaml (and its pin in "
-                   "tests/test_config_tree.py)")
 def test_transfer_runs_write_last_ckpt_every_epoch_although_they_validate_every_5(data_dir, tmp_path):
     run = tmp_path / "run"
     run_cli("train", "experiment=transfer_scratch", *SMALL_SHAPES, *SHORT, "trainer.max_epochs=2",
@@ -240,7 +236,7 @@ def test_transfer_finetune_loads_the_source_and_unfreezes_layer4_at_epoch_5(pret
     source_ckpt = pretrain / "checkpoints" / "last.ckpt"
     run_cli("train", "experiment=transfer_finetune", f"source_ckpt={source_ckpt}", *SMALL_SHAPES, *SHORT,
             "trainer.max_epochs=10", "trainer.limit_train_batches=1", f"hydra.run.dir={run}", cwd=tmp_path,
-            data_dir=data_dir)  # 10 epochs: last.ckpt is written after validation, every 5th epoch (xfail above)
+            data_dir=data_dir)
     rows = metric_rows(run)
     layer4 = [int(r["step"]) for r in rows if r.get("lr/layer4")]
     assert layer4 and min(layer4) == 5  # one step per epoch: epoch 5 is step 5

@@ -42,7 +42,7 @@ DEFAULT_CALLBACKS = {
     },
     "last_checkpoint": {
         "_target_": "pytorch_lightning.callbacks.ModelCheckpoint", "dirpath": CKPT_DIR, "filename": "last",
-        "monitor": None, "save_top_k": 1, "enable_version_counter": False,
+        "monitor": None, "save_top_k": 1, "enable_version_counter": False, "save_on_train_epoch_end": True,
     },
     "step_checkpoint": {
         "_target_": "pytorch_lightning.callbacks.ModelCheckpoint", "dirpath": CKPT_DIR, "filename": "last",
@@ -102,6 +102,7 @@ EXPERIMENT_CALLBACKS = {
     "vgg19_plain_aux": {**DEFAULT_CALLBACKS, **GRADIENT_FLOW, **VGG19_HEADS},
     "lenet5_digits": DEFAULT_CALLBACKS,
     "mini_ilsvrc": DEFAULT_CALLBACKS,
+    "modern_vs_classic": DEFAULT_CALLBACKS,
     "resnet18_shapes_sgd": DEFAULT_CALLBACKS,
     "findings/activations": FINDINGS_CALLBACKS,  # + its own time_to_accuracy
     "findings/aux_heads": {**FINDINGS_CALLBACKS, **GRADIENT_FLOW},
