@@ -211,3 +211,22 @@ def test_a_signal_to_the_whole_process_group_with_workers_stops_cleanly_and_resu
     resume(run, data_dir)
     assert batches(run) == batches(uninterrupted)  # the same batches as a run never stopped, workers or not
     assert_same_result(run, uninterrupted)
+
+
+@pytest.mark.slow
+def test_epochs_shortened_by_limit_train_batches_resume_at_the_next_epoch(tmp_path_factory, data_dir):
+    """``trainer.limit_train_batches`` ends each epoch before the sampler's order is used up (a shorter
+    ImageNet "epoch"): a resume after such an epoch must start the next epoch, not finish this one."""
+    root = tmp_path_factory.mktemp("ft_limit")
+    shorter = ["trainer.limit_train_batches=6", "trainer.max_epochs=3", "callbacks.last_checkpoint=null",
+               "callbacks.step_checkpoint.every_n_train_steps=6", "data.num_workers=2"]  # saved at each epoch end
+    reference = root / "reference"
+    assert recorded(reference, *shorter, data_dir=data_dir).returncode == 0
+    run = root / "killed"
+    proc = kill_at(run, 6 + 2, "SIGKILL", *shorter, data_dir=data_dir)  # during epoch 1, after epoch 0's last.ckpt
+    assert proc.returncode == -9
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 6
+    before_kill = batches(run)
+    resume(run, data_dir)
+    assert before_kill[:6] + batches(run)[len(before_kill):] == batches(reference)  # epochs 1 and 2 as never stopped
+    assert_same_result(run, reference)

@@ -226,10 +226,16 @@ class ImageDataModule(pl.LightningDataModule):
     # --- resumable training data (see resumable.py): every checkpoint records how far into which epoch
     # the run had trained; a resume starts the sampler there.
     def state_dict(self) -> dict[str, int]:
+        """Where the training data stands: the epoch and the batches of it already trained on. A finished
+        epoch is recorded as the start of the next one, also when ``limit_train_batches`` ended it before
+        the sampler's order was used up (the resume must not finish that order)."""
         trainer = self.trainer
         if trainer is None:
             return {}
-        return {"epoch": trainer.current_epoch, "batches": trainer.fit_loop.epoch_loop.batch_progress.current.processed}
+        epoch, batches = trainer.current_epoch, trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        if batches >= trainer.num_training_batches:
+            epoch, batches = epoch + 1, 0
+        return {"epoch": epoch, "batches": batches}
 
     def load_state_dict(self, state_dict: dict[str, int]) -> None:
         if state_dict:
