@@ -101,7 +101,10 @@ def test_verdict_compares_the_best_cnn_with_the_best_classic_pipeline_at_each_si
     assert direction == "up" and at == pytest.approx(5 * 4 ** (0.20 / 0.23))
     assert result.text.startswith("digits: the curves cross; CNNs overtake at ~17 images/class")
     assert "lenet5 passes the best classic pipeline at ~" in result.text
-    assert [d for _, d in result.per_cnn["resnet"]] == ["up"]
+    assert [d for _, d in result.per_cnn["resnet"]] == ["up"] and result.ties == []
+    tie = verdict("digits", {"lenet5": {5: [0.5], 20: [0.84, 0.88]}, "hog_svm": {5: [0.7], 20: [0.85, 0.85]}}, ["lenet5"])
+    # gap +0.01 at 20 is inside lenet5's seed std (0.028): the crossing is reported and flagged as a tie
+    assert tie.ties == [20] and "Within the seeds' spread" in tie.text and [d for _, d in tie.crossings] == ["up"]
 
     cnn_always = verdict("shapes", {"lenet5": {5: [0.9], 20: [0.95]}, "hog_svm": {5: [0.5], 20: [0.6]}}, ["lenet5"])
     assert cnn_always.crossings == [] and "no crossing; CNNs win at every size tried (5 to 20" in cnn_always.text

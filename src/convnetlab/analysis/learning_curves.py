@@ -2,7 +2,8 @@
 
 A *curve* maps images per class to the test top-1 of each seed. At every size the best CNN (highest mean
 over seeds) is compared with the best classic pipeline; the gap ``cnn - classic`` is interpolated linearly
-in log(images per class) between the sizes tried, and each change of sign is a crossing. Sizes are only
+in log(images per class) between the sizes tried, and each change of sign is a crossing. A size whose gap
+is no larger than the larger sample std of the two (over seeds) is reported as a tie. Sizes are only
 those measured: "CNNs win at every size" means at every size tried, nothing is extrapolated.
 """
 
@@ -66,6 +67,7 @@ class Verdict:
     gap: dict[float, float]                                # best CNN - best classic, per size
     crossings: list[tuple[float, str]]
     per_cnn: dict[str, list[tuple[float, str]]] = field(default_factory=dict)  # each CNN vs best classic
+    ties: list[float] = field(default_factory=list)  # sizes where |gap| is within the seeds' spread
     text: str = ""
 
 
@@ -91,6 +93,9 @@ def verdict(dataset: str, curves: Mapping[str, Curve], cnns: Sequence[str]) -> V
     if not sizes:
         return Verdict(dataset, {}, [], text=f"{dataset}: no size has both a CNN and a classic result")
     gap = {x: best_cnn[x][1] - best_classic[x][1] for x in sizes}
+    spread = {x: max(std_curve(curves[best_cnn[x][0]]).get(x, 0.0), std_curve(curves[best_classic[x][0]]).get(x, 0.0))
+              for x in sizes}
+    ties = [x for x in sizes if abs(gap[x]) <= spread[x]]
     found = crossings(gap)
     classic_mean = {x: best_classic[x][1] for x in sizes}
     per_cnn = {}
@@ -115,7 +120,10 @@ def verdict(dataset: str, curves: Mapping[str, Curve], cnns: Sequence[str]) -> V
                for name, curve in cnn_curves.items()]
     if details:
         text += " " + "; ".join(details) + "."
-    return Verdict(dataset, gap, found, per_cnn, text)
+    if ties:
+        text += (f" Within the seeds' spread (a tie: |gap| <= the larger sample std of the two) at "
+                 f"{', '.join(_size(x) for x in ties)} images/class.")
+    return Verdict(dataset, gap, found, per_cnn, ties, text)
 
 
 def plot_curves(panels: Mapping[str, Mapping[str, Curve]], cnns: Sequence[str], path: Path,
