@@ -271,3 +271,14 @@ def test_every_test_that_launches_a_cli_process_is_marked_slow():
     unmarked = [f"{path.name}::{name}" for path in sorted(TESTS.glob("test_*.py"))
                 for name, slow in sorted(cli_tests(path).items()) if not slow]
     assert not unmarked, f"{unmarked} launch a CLI process but lack @pytest.mark.slow"
+
+
+def test_a_dataset_with_one_class_is_refused_before_any_model_is_built(tmp_path):
+    """torchmetrics (num_classes=1) would otherwise stop the run with a traceback before our own checks."""
+    from convnetlab.cli.train import check_num_classes
+    from convnetlab.data import ImageFolderDataModule
+
+    for split in ("train", "val"):
+        (tmp_path / split / "cat").mkdir(parents=True)
+    with pytest.raises(ValueError, match=rf"{tmp_path} has 1 class\(es\) \(cat\); a classifier needs at least two"):
+        check_num_classes(1, ImageFolderDataModule(tmp_path, image_size=32))

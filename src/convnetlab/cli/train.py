@@ -31,7 +31,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     with isolated_job(threads=cfg.get("threads")):
         pl.seed_everything(cfg.seed, workers=True)
         datamodule: pl.LightningDataModule = instantiate(cfg.data)
-        check_num_classes(cfg.module.num_classes, datamodule.num_classes)
+        check_num_classes(cfg.module.num_classes, datamodule)
         mean, std = input_normalization(cfg.model.arch, cfg.model.get("weights"), datamodule.mean, datamodule.std,
                                         options=cfg.model)
         module = instantiate(cfg.module, mean=mean, std=std, _recursive_=False)
@@ -58,7 +58,14 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             return update_metrics(run_dir, summary) if trainer.is_global_zero else summary
 
 
-def check_num_classes(configured: int, in_data: int) -> None:
+def check_num_classes(configured: int, datamodule: pl.LightningDataModule) -> None:
+    """The data has at least two classes and as many as the module is configured for, checked before a
+    metric or the loss meets them (they would fail with a traceback)."""
+    in_data = datamodule.num_classes
+    if in_data < 2:
+        where = getattr(datamodule, "root", datamodule.name)
+        raise InputError(f"{where} has {in_data} class(es) ({', '.join(datamodule.classes)}); a classifier needs at "
+                         "least two: add class folders, or point data.root at the folder that holds train/<class>/")
     if configured != in_data:
         raise InputError(
             f"module.num_classes={configured} but the data has {in_data} classes; "

@@ -40,9 +40,6 @@ def list_classes(split_dir: str | Path) -> list[str]:
     classes = sorted(e.name for e in os.scandir(split_dir) if e.is_dir() and not e.name.startswith("."))
     if not classes:
         raise MissingFileError(f"{split_dir} has no class folders; {LAYOUT}")
-    if len(classes) < 2:  # found here, before a metric or loss fails on it with a traceback
-        raise InputError(f"{split_dir} has one class folder ({classes[0]}); a classifier needs at least two classes: "
-                         f"add class folders, or point data.root at the folder that holds train/<class>/...")
     return classes
 
 
