@@ -216,7 +216,8 @@ def write_report(out: Path, datasets: list[str], sizes: list[str], command: str,
         table(records, datasets, sizes),
         "Verdict (computed: best CNN vs best classic pipeline at each size, crossings interpolated in log size):", "",
         *(f"- {verdicts[d].text}" for d in datasets), "",
-        f"{len(records)} runs in {seconds / 60:.1f} min wall time. Picture: {out / 'finding.png'}", ""])
+        f"{len(records)} runs; this invocation took {seconds / 60:.1f} min wall time (steps reused from an "
+        f"earlier invocation with --out are not counted). Picture: {out / 'finding.png'}", ""])
     (out / "finding.md").write_text(markdown)
     return markdown
 
