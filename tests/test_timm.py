@@ -127,6 +127,25 @@ def test_checkpoint_round_trip_with_weights_only_and_resume_continue(tmp_path):
     assert resumed.global_step == 4 and resumed.current_epoch == 2
 
 
+def test_a_resumed_timm_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path):
+    from convnetlab.callbacks import RNGState
+
+    def fit(epochs: int, ckpt_path: Path | None = None, save: Path | None = None) -> ImageClassifier:
+        torch.manual_seed(0)
+        module = make_module()
+        trainer = quiet_trainer(tmp_path, callbacks=[RNGState()], max_epochs=epochs)
+        trainer.fit(module, random_image_loader(), ckpt_path=ckpt_path)
+        if save is not None:
+            trainer.save_checkpoint(save)
+        return module
+
+    straight = fit(2)
+    fit(1, save=tmp_path / "epoch1.ckpt")
+    resumed = fit(2, ckpt_path=tmp_path / "epoch1.ckpt")
+    ours, theirs = resumed.state_dict(), straight.state_dict()
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+
+
 # ----------------------------------------------------------------------------- callbacks and analysis
 def test_finetuning_schedule_presets_phases_from_feature_info(tmp_path):
     module = make_module()
