@@ -24,16 +24,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from compute_efficiency import CASES as EFFICIENCY_CASES  # noqa: E402 (scripts/bench is on sys.path)
 from convnetlab.models import build_model
 
-# (label, build_model kwargs, input size, batch): conf/model/*_cpu.yaml and the default ResNet-18.
-CASES = [
-    ("LeNet-5 (digits)", {"arch": "lenet5", "in_channels": 1}, 32, 64),
-    ("AlexNet (cpu)", {"arch": "alexnet", "width": 0.25, "dropout": 0.0}, 32, 64),
-    ("VGG-11-BN (cpu)", {"arch": "vgg11_bn", "width": 0.25, "dropout": 0.0}, 32, 64),
-    ("GoogLeNet (cpu)", {"arch": "googlenet", "width": 0.125}, 32, 64),
-    ("ResNet-18 w0.25 (default)", {"arch": "resnet18", "width": 0.25}, 32, 64),
-]
+# (label, build_model kwargs, input size, batch): the CPU-sized models of compute_efficiency.py (the
+# mini_ilsvrc families and the default ResNet-18), without its full-width ResNets.
+CASES = [case for case in EFFICIENCY_CASES if " w1" not in case[0]]
 
 
 def steps(model, optimizer, images, labels, n: int) -> float:
