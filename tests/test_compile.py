@@ -3,11 +3,13 @@ results equal eager within float tolerance, and a compiled run resumes (from its
 
 from __future__ import annotations
 
+import pytest
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from conftest import random_image_loader as loader
+from conftest import run_cli
 from convnetlab.lit import ImageClassifier
 
 LENET = {"arch": "lenet5", "num_classes": 4, "in_channels": 3, "input_size": 32}
@@ -68,3 +70,17 @@ def test_a_compiled_run_checkpoints_clean_keys_and_resumes(tmp_path, one_torch_t
     eager_final = torch.load(tmp_path / "eager" / "epoch=1.ckpt", map_location="cpu", weights_only=True)["state_dict"]
     for key in final:
         torch.testing.assert_close(final[key], eager_final[key], rtol=1e-3, atol=1e-4, msg=key)
+
+
+@pytest.mark.slow
+def test_compile_under_ddp_trains_checkpoints_clean_keys_and_resumes(tmp_path, data_dir):
+    run = tmp_path / "run"
+    short = ["model=lenet5", "data=digits", "trainer=ddp_cpu", "module.compile=true", "trainer.limit_train_batches=4",
+             "trainer.limit_val_batches=2", "trainer.limit_test_batches=2", "logger=csv", "data.num_workers=0"]
+    run_cli("train", *short, "trainer.max_epochs=2", f"hydra.run.dir={run}", cwd=tmp_path, data_dir=data_dir)
+    saved = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert saved["global_step"] == 8 and saved["hyper_parameters"]["compile"] is True  # 2 epochs x 4 steps, 2 ranks
+    assert not [k for k in saved["state_dict"] if "_orig_mod" in k]
+    run_cli("train", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", "trainer.max_epochs=3", cwd=tmp_path,
+            data_dir=data_dir)
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 12
