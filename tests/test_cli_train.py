@@ -12,6 +12,8 @@ import pytest
 import torch
 
 from conftest import TINY_DATA, TINY_MODEL, read_metrics, run_cli
+from convnetlab.analysis.complexity import forward_gflops
+from convnetlab.lit import ImageClassifier
 
 pytestmark = pytest.mark.slow
 
@@ -34,11 +36,14 @@ def test_finished_run_dir_holds_the_contract_files(trained_run):
     metrics = read_metrics(run_dir)
     assert CONTRACT_KEYS <= metrics.keys()
     assert metrics["model"] == "resnet18" and metrics["data"] == "shapes"
-    assert all(0.0 <= metrics[k] <= 1.0 for k in ("val/acc1", "val/acc5", "test/acc1", "test/acc5"))
-    assert metrics["val/acc1"] <= metrics["val/acc5"] and metrics["params"] > 0 and metrics["gflops"] > 0
-    assert metrics["train_images_per_s"] > 0 and metrics["train_seconds"] > 0
-    assert metrics["infer_images_per_s"] > metrics["train_images_per_s"]  # no backward, no augmentation
-    assert metrics["peak_memory_mb"] > 100  # at least the Python + torch process itself
+    # The numbers are the run's own: the best checkpoint's network, its monitored val/acc1, its FLOPs.
+    best = ImageClassifier.load_from_checkpoint(metrics["ckpt_best"], map_location="cpu", weights_only=True)
+    assert metrics["params"] == sum(p.numel() for p in best.backbone.parameters())
+    assert metrics["gflops"] == pytest.approx(forward_gflops(best.backbone, (3, 32, 32)))
+    assert metrics["val/acc1"] == pytest.approx(float(metrics["ckpt_best"].rsplit("acc", 1)[1][:-5]), abs=5e-5)
+    assert metrics["val/acc1"] <= metrics["val/acc5"] and metrics["test/acc1"] <= metrics["test/acc5"]
+    # Speeds and peak memory depend on the machine and its load: present, measured (benchmarks compare them).
+    assert all(isinstance(metrics[k], float) for k in ("train_images_per_s", "infer_images_per_s", "peak_memory_mb"))
     assert (run_dir / ".hydra" / "config.yaml").is_file()
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     assert (run_dir / "checkpoints").joinpath(metrics["ckpt_best"].split("/")[-1]).is_file()
