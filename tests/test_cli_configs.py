@@ -215,12 +215,17 @@ def test_transfer_runs_write_last_ckpt_every_epoch_although_they_validate_every_
     assert checkpoint(run / "checkpoints" / "last.ckpt")["epoch"] == 1  # resumable after every epoch
 
 
-def test_transfer_features_keeps_the_loaded_backbone_frozen_and_trains_a_new_head(pretrain, data_dir, tmp_path):
-    run = tmp_path / "run"
-    source_ckpt = pretrain / "checkpoints" / "last.ckpt"
-    run_cli("train", "experiment=transfer_features", f"source_ckpt={source_ckpt}", *SMALL_SHAPES, *SHORT,
-            "trainer.max_epochs=5", "trainer.limit_train_batches=1", f"hydra.run.dir={run}", cwd=tmp_path,
+def transfer_from(pretrain: Path, experiment: str, epochs: int, tmp_path: Path, data_dir: Path) -> tuple[Path, Path]:
+    """(run dir, source checkpoint) of ``experiment`` started from the pretrain run, one step per epoch."""
+    run, source_ckpt = tmp_path / "run", pretrain / "checkpoints" / "last.ckpt"
+    run_cli("train", f"experiment={experiment}", f"source_ckpt={source_ckpt}", *SMALL_SHAPES, *SHORT,
+            f"trainer.max_epochs={epochs}", "trainer.limit_train_batches=1", f"hydra.run.dir={run}", cwd=tmp_path,
             data_dir=data_dir)
+    return run, source_ckpt
+
+
+def test_transfer_features_keeps_the_loaded_backbone_frozen_and_trains_a_new_head(pretrain, data_dir, tmp_path):
+    run, source_ckpt = transfer_from(pretrain, "transfer_features", 5, tmp_path, data_dir)
     source, final = backbone(source_ckpt), backbone(run / "checkpoints" / "last.ckpt")
     assert checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 5
     body = [k for k in final if not k.startswith("fc.")]
@@ -232,11 +237,7 @@ def test_transfer_features_keeps_the_loaded_backbone_frozen_and_trains_a_new_hea
 
 
 def test_transfer_finetune_loads_the_source_and_unfreezes_layer4_at_epoch_5(pretrain, data_dir, tmp_path):
-    run = tmp_path / "run"
-    source_ckpt = pretrain / "checkpoints" / "last.ckpt"
-    run_cli("train", "experiment=transfer_finetune", f"source_ckpt={source_ckpt}", *SMALL_SHAPES, *SHORT,
-            "trainer.max_epochs=10", "trainer.limit_train_batches=1", f"hydra.run.dir={run}", cwd=tmp_path,
-            data_dir=data_dir)
+    run, source_ckpt = transfer_from(pretrain, "transfer_finetune", 10, tmp_path, data_dir)
     rows = metric_rows(run)
     layer4 = [int(r["step"]) for r in rows if r.get("lr/layer4")]
     assert layer4 and min(layer4) == 5  # one step per epoch: epoch 5 is step 5

