@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,9 @@ import pytest
 from forkserver import ForkServer
 
 REPO = Path(__file__).resolve().parents[1]
+# One memory-format cache (module.channels_last=auto) per test process, shared by its CLI runs and in-process
+# trainers: runs of one test then agree on the format (the first probe wins) and ~/.cache stays untouched.
+os.environ["CONVNETLAB_CACHE_DIR"] = tempfile.mkdtemp(prefix="convnetlab-cache-")
 
 # A 4-class, 32 px shapes set small enough that a run takes seconds on 2 CPU cores.
 TINY_DATA = [

@@ -34,9 +34,9 @@ def test_every_trainer_variant_composes_from_the_shared_default(trainer):
     assert cfg.trainer.max_epochs == OmegaConf.load(CONF / "trainer" / "default.yaml").max_epochs
 
 
-def test_gpu_trainers_use_bf16_and_channels_last_and_ddp_syncs_batchnorm():
+def test_gpu_trainers_use_bf16_and_a_measured_memory_format_and_ddp_syncs_batchnorm():
     gpu = composed("trainer=gpu")
-    assert gpu.trainer.precision == "bf16-mixed" and gpu.module.channels_last is True
+    assert gpu.trainer.precision == "bf16-mixed" and gpu.module.channels_last == "auto"
     ddp = composed("trainer=ddp")
     assert ddp.trainer.sync_batchnorm is True and ddp.trainer.devices == -1
     cpu = composed("trainer=ddp_cpu")

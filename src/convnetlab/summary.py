@@ -39,13 +39,15 @@ def complexity(backbone: torch.nn.Module, channels: int, image_size: int) -> dic
 
 
 def speed_and_memory(trainer: pl.Trainer, module: pl.LightningModule, datamodule: pl.LightningDataModule) -> dict:
-    """Inference images/s at the eval batch size on the training device, and the run's peak memory."""
+    """Inference images/s at the eval batch size on the training device, the run's peak memory, and the
+    memory format it trained in (``module.channels_last=auto`` chooses per machine)."""
     device = trainer.strategy.root_device
     batch_size = getattr(datamodule, "eval_batch_size", None) or datamodule.batch_size
     shape = (batch_size, datamodule.channels, datamodule.image_size, datamodule.image_size)
     batch = torch.randint(0, 256, shape, dtype=torch.uint8, device=device)
     module.to(device)
-    return {"infer_images_per_s": inference_images_per_second(module, batch), "peak_memory_mb": peak_memory_mb(device)}
+    return {"infer_images_per_s": inference_images_per_second(module, batch), "peak_memory_mb": peak_memory_mb(device),
+            "channels_last": bool(getattr(module, "uses_channels_last", False))}
 
 
 def evaluate_best(

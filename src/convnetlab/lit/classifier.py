@@ -20,18 +20,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
-from pytorch_lightning.utilities import rank_zero_warn
+from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from convnetlab.errors import InputError
+from convnetlab.lit import memory_format
 from convnetlab.lit.hparams import backbone_spec, scheduler_factory, scheduler_spec, to_plain
 from convnetlab.lit.param_groups import norm_parameter_names, split_weight_decay
 from convnetlab.models import build_model, registry
@@ -40,6 +41,7 @@ from convnetlab.models.weights import eval_transform_mismatch, resolve_weights
 
 # torchvision GoogLeNet's built-in auxiliary heads (aux_logits=True) are weighted 0.3, as in the paper.
 TORCHVISION_AUX_WEIGHT = 0.3
+MEMORY_FORMAT_KEY = "memory_format"  # checkpoint entry: the format a channels_last="auto" run trained in
 
 LossTerm = Callable[[Any, torch.Tensor], torch.Tensor]  # (forward output, targets) -> unweighted loss
 
@@ -64,7 +66,10 @@ class ImageClassifier(pl.LightningModule):
         label_smoothing: cross-entropy label smoothing.
         mean, std: per-channel normalisation in [0, 1] units, applied on the device to uint8 batches;
             empty for inputs that are already features (``data=embeddings``).
-        channels_last: convert the backbone and batches to channels-last memory format.
+        channels_last: convert the backbone and batches to channels-last memory format; ``"auto"``: the
+            faster of NCHW and channels-last for this model, input and machine, measured when a Trainer
+            sets the module up (:mod:`convnetlab.lit.memory_format`, cached per machine) and kept in
+            checkpoints, so a resumed run and an evaluation use the format the run trained with.
         exclude_norm_and_bias_from_weight_decay: the usual recipe; norms and biases get no decay.
         backbone_weights: where the backbone's initial weights came from (set from ``backbone.weights``;
             a record only, never reloaded).
@@ -82,12 +87,14 @@ class ImageClassifier(pl.LightningModule):
         label_smoothing: float = 0.0,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
-        channels_last: bool = False,
+        channels_last: bool | Literal["auto"] = False,
         exclude_norm_and_bias_from_weight_decay: bool = True,
         backbone_weights: str | None = None,
         compile: bool = False,
     ) -> None:
         super().__init__()
+        if isinstance(channels_last, str) and channels_last != "auto":
+            raise InputError(f"channels_last={channels_last!r}: use true, false or auto")
         backbone = backbone_spec(backbone)
         weights = resolve_weights(backbone.pop("weights", None), backbone.pop("pretrained", False))
         hparams = {
@@ -98,7 +105,7 @@ class ImageClassifier(pl.LightningModule):
             "label_smoothing": float(label_smoothing),
             "mean": [float(m) for m in mean],
             "std": [float(s) for s in std],
-            "channels_last": bool(channels_last),
+            "channels_last": channels_last if channels_last == "auto" else bool(channels_last),
             "exclude_norm_and_bias_from_weight_decay": bool(exclude_norm_and_bias_from_weight_decay),
             "backbone_weights": weights or backbone_weights,
             "compile": bool(compile),
@@ -115,8 +122,9 @@ class ImageClassifier(pl.LightningModule):
             raise InputError(f"mean has {len(mean)} channels but std has {len(std)}; give one value per channel.")
         self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1) * 255.0, persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1) * 255.0, persistent=False)
-        if channels_last:
-            self.backbone = self.backbone.to(memory_format=torch.channels_last)
+        self._channels_last: bool | None = None  # None: "auto" not yet resolved (NCHW meanwhile)
+        if channels_last != "auto":
+            self.set_memory_format(bool(channels_last))
 
         top5 = min(5, num_classes)
         # No input validation on the training metrics: it costs a device sync per step (torch.unique on the
@@ -170,7 +178,7 @@ class ImageClassifier(pl.LightningModule):
         if self.mean.numel() == 0:
             return images.float()
         images = (images.float() - self.mean) / self.std
-        if self.hparams.channels_last and images.ndim == 4:
+        if self._channels_last and images.ndim == 4:
             images = images.contiguous(memory_format=torch.channels_last)
         return images
 
@@ -247,9 +255,19 @@ class ImageClassifier(pl.LightningModule):
         self.log(f"{stage}/acc1", acc1, on_epoch=True, prog_bar=True, batch_size=n)
         self.log(f"{stage}/acc5", acc5, on_epoch=True, batch_size=n)
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self._channels_last is not None:
+            checkpoint[MEMORY_FORMAT_KEY] = {"channels_last": self._channels_last}
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Drop the weights of attached modules this module does not have (e.g. auxiliary heads of a run with
-        ``AuxiliaryClassifiers``), so such a checkpoint loads (strictly, for everything else) for inference."""
+        """Take the memory format the checkpoint trained with (``channels_last="auto"``), so a resume stays
+        bit-exact and skips the probe; drop the weights of attached modules this module does not have (e.g.
+        auxiliary heads of a run with ``AuxiliaryClassifiers``), so such a checkpoint loads (strictly, for
+        everything else) for inference."""
+        stored = checkpoint.get(MEMORY_FORMAT_KEY) or {}
+        trained = stored.get("channels_last", checkpoint.get("hyper_parameters", {}).get("channels_last"))
+        if self.hparams.channels_last == "auto" and isinstance(trained, bool):  # older checkpoints: their flag
+            self.set_memory_format(trained)
         state = checkpoint.get("state_dict", {})
         own = {name for name, _ in self.named_children()}
         for key in [k for k in state if k.split(".", 1)[0] not in own]:
@@ -260,9 +278,37 @@ class ImageClassifier(pl.LightningModule):
         if getattr(self.backbone, "_compiled_call_impl", None) is None:
             self.backbone.compile()
 
+    @property
+    def uses_channels_last(self) -> bool:
+        """Whether the backbone and batches are channels-last now (``"auto"`` before it is resolved: no)."""
+        return bool(self._channels_last)
+
+    def set_memory_format(self, channels_last: bool) -> None:
+        """Convert the backbone (parameters keep their identity) and, from now on, the batches."""
+        self._channels_last = channels_last
+        self.backbone = self.backbone.to(memory_format=torch.channels_last if channels_last
+                                         else torch.contiguous_format)
+
+    def _resolve_memory_format(self, stage: str) -> None:
+        """``channels_last="auto"``: time both formats on a batch of the data's shape (or read the cached
+        answer) on the device the run uses; every DDP rank takes rank 0's answer. A resumed run then takes
+        its checkpoint's format instead (``on_load_checkpoint`` runs after ``setup``)."""
+        shape = memory_format.input_shape(getattr(self.trainer, "datamodule", None), train=stage == "fit")
+        if shape is None:
+            self.set_memory_format(False)
+            return
+        trainer = self.trainer
+        choice = memory_format.choose(self.backbone, self.hparams.backbone, shape, trainer.strategy.root_device,
+                                      train=stage == "fit", precision=str(trainer.precision),
+                                      context=trainer.precision_plugin.forward_context)
+        self.set_memory_format(bool(trainer.strategy.broadcast(choice.channels_last, src=0)))
+        rank_zero_info(choice.describe())
+
     def setup(self, stage: str) -> None:
-        """Compile the backbone for fitting (``compile=True``); warn when the data's eval crop/resize differ
-        from those the pretrained weights were measured with."""
+        """Resolve ``channels_last="auto"``; compile the backbone for fitting (``compile=True``); warn when the
+        data's eval crop/resize differ from those the pretrained weights were measured with."""
+        if self._channels_last is None:
+            self._resolve_memory_format(stage)
         if stage == "fit" and self.hparams.get("compile", False):
             self.compile_backbone()
         datamodule = getattr(self.trainer, "datamodule", None)
