@@ -77,7 +77,8 @@ def test_reduced_size_decoding_keeps_the_needed_side(tmp_path):
     small = read_image(path, 3, decode_size=37)
     assert small.shape == (3, 47, 63)  # 1/8 scale, shorter side still >= 37
     assert read_image(path, 3, decode_size=256).shape == (3, 375, 500)  # 1/2 would go below 256
-    assert read_image(path, 3, decode_size=120).shape == (3, 375, 500)  # 1/2 is not worth a PIL decode
+    assert read_image(path, 3, decode_size=90).shape == (3, 94, 125)  # 1/4 scale
+    assert read_image(path, 3, decode_size=120).shape == (3, 375, 500)  # 1/2 is not used (decode.py)
 
 
 def test_pca_lighting_noise_has_the_published_statistics():

@@ -20,9 +20,8 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 from torch.utils.data import Dataset, default_collate
-from torchvision.io import ImageReadMode, decode_image
-from torchvision.transforms.v2.functional import pil_to_tensor, rgb_to_grayscale
 
+from convnetlab.data.decode import read_image
 from convnetlab.errors import BadImageError, InputError, MissingFileError
 
 SHARD_INDEX = "index.json"  # written by shards.write_shards
@@ -74,45 +73,6 @@ def find_samples(split_dir: str | Path, classes: list[str]) -> list[tuple[str, i
             raise MissingFileError(f"class folder {Path(split_dir) / name} has no images "
                                    f"({', '.join(sorted(IMAGE_EXTENSIONS))}); add some or remove the folder")
     return samples
-
-
-def read_image(path: str, channels: int, decode_size: int | None = None) -> torch.Tensor:
-    """Decode to uint8 (C, H, W); errors are one line naming the file.
-
-    torchvision decodes (the fastest full decode); PIL only for BMP, which torchvision cannot read,
-    and for JPEGs whose shorter side is at least 4x ``decode_size``: those are decoded at 1/4 or 1/8
-    size in the DCT domain (``Image.draft``), still at least ``decode_size`` on the shorter side.
-    (Measured: a 1/2-size PIL decode is no faster than torchvision's full one, as entropy decoding
-    dominates; see scripts/bench/data_pipeline.py.)
-    """
-    try:
-        image = _reduced_jpeg(path, channels, decode_size) if decode_size else None
-        if image is None:
-            image = _full_decode(path, channels)
-    except (RuntimeError, OSError, ValueError, SyntaxError) as e:
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise BadImageError(f"cannot decode image {path}: {reason}") from e
-    if image.shape[0] != channels:  # WebP ignores GRAY mode and stays RGB
-        image = rgb_to_grayscale(image)
-    return image
-
-
-def _full_decode(path: str, channels: int) -> torch.Tensor:
-    if path.lower().endswith(".bmp"):
-        with Image.open(path) as im:
-            return pil_to_tensor(im.convert("L" if channels == 1 else "RGB"))
-    return decode_image(path, mode=ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB)
-
-
-def _reduced_jpeg(path: str, channels: int, decode_size: int) -> torch.Tensor | None:
-    """A JPEG decoded at 1/4 or 1/8 scale keeping the shorter side >= ``decode_size``; None when the
-    file is not a JPEG or too small for that reduction (only the header is read then)."""
-    with Image.open(path) as im:
-        if im.format != "JPEG" or min(im.size) < 4 * decode_size:
-            return None
-        mode = "L" if channels == 1 else "RGB"
-        im.draft(mode, (decode_size, decode_size))
-        return pil_to_tensor(im.convert(mode))
 
 
 BAD_IMAGE_POLICIES = ("error", "skip")

@@ -1,0 +1,92 @@
+"""Image bytes -> uint8 (C, H, W) tensors: the one decoder behind every image the data pipeline reads.
+
+``read_image`` reads a file, ``decode_bytes`` decodes bytes from any source (folders, shards, streams);
+both raise one ``BadImageError`` line naming the image.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import simplejpeg
+import torch
+from PIL import Image
+from torchvision.io import ImageReadMode, decode_image
+from torchvision.transforms.v2.functional import pil_to_tensor, rgb_to_grayscale
+
+from convnetlab.errors import BadImageError
+
+JPEG_SIGNATURE = b"\xff\xd8\xff"
+# DCT-domain reductions tried, largest first. Not 1/2: it would change what the decoded pixels are
+# for images only 2-4x larger than needed (e.g. the PCA-lighting statistics computed from them).
+_SCALES = (8, 4)
+_SIMPLEJPEG_COLORSPACES = frozenset({"YCbCr", "Gray", "RGB"})  # simplejpeg converts these like torchvision/PIL
+
+
+def read_image(path: str, channels: int, decode_size: int | None = None) -> torch.Tensor:
+    """Decode the file at ``path`` to uint8 (C, H, W); errors are one line naming the file.
+
+    The bytes are read once and decoded by ``decode_bytes``. JPEGs go through libjpeg-turbo via
+    ``simplejpeg``, straight into a numpy array that becomes the tensor without a copy (a channels-last
+    view, which the uint8 crops and resizes read as it is), and, when the caller needs only
+    ``decode_size`` pixels on the shorter side and the image is at least 4x larger, at 1/4 or 1/8 scale
+    (DCT scaling: the decode and the resize after it get cheaper; libjpeg-turbo's other n/8 scales decode
+    more slowly). CMYK/YCCK JPEGs (rare; simplejpeg converts their colours
+    differently) and the other formats go through torchvision (PNG, WebP, GIF) or PIL (BMP, which
+    torchvision cannot read). Why simplejpeg and not torchvision's decoder, measured: the "Data pipeline"
+    section of scripts/bench/README.md.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise BadImageError(f"cannot decode image {path}: {e.strerror or e}") from e
+    return decode_bytes(data, channels, decode_size, path)
+
+
+def decode_bytes(data: bytes, channels: int, decode_size: int | None = None, name: str = "<bytes>") -> torch.Tensor:
+    """Decode encoded image bytes to uint8 ``(channels, H, W)``; a failure is one ``BadImageError`` line naming ``name``.
+
+    ``decode_size`` (shorter side the caller needs, or None for full size) lets a JPEG decode at a
+    reduced scale (``jpeg_scale``) whose shorter side is still at least ``decode_size``. The result may be a
+    non-contiguous (channels-last) view; call ``.contiguous()`` if a caller needs plain strides.
+    """
+    try:
+        if data[:3] == JPEG_SIGNATURE:
+            image = _jpeg(data, channels, decode_size)
+        elif data[:2] == b"BM":
+            with Image.open(io.BytesIO(data)) as im:
+                image = pil_to_tensor(im.convert("L" if channels == 1 else "RGB"))
+        else:
+            image = _torchvision(data, channels)
+    except (RuntimeError, OSError, ValueError, SyntaxError) as e:
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise BadImageError(f"cannot decode image {name}: {reason}") from e
+    if image.shape[0] != channels:  # WebP ignores GRAY mode and stays RGB
+        image = rgb_to_grayscale(image)
+    return image
+
+
+def jpeg_scale(height: int, width: int, decode_size: int | None) -> int:
+    """The largest of 8, 4 (else 1) by which a ``height`` x ``width`` JPEG can shrink keeping ``decode_size``."""
+    if not decode_size:
+        return 1
+    return next((f for f in _SCALES if math.ceil(min(height, width) / f) >= decode_size), 1)
+
+
+def _jpeg(data: bytes, channels: int, decode_size: int | None) -> torch.Tensor:
+    height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
+    if colorspace not in _SIMPLEJPEG_COLORSPACES:
+        return _torchvision(data, channels)
+    scale = jpeg_scale(height, width, decode_size)
+    # Asking for exactly ceil(side / scale) makes libjpeg-turbo pick the 1/scale factor and no other n/8.
+    pixels = simplejpeg.decode_jpeg(data, "GRAY" if channels == 1 else "RGB",
+                                    min_height=math.ceil(height / scale), min_width=math.ceil(width / scale))
+    return torch.from_numpy(pixels).permute(2, 0, 1)  # (C, H, W) view of the (H, W, C) array, no copy
+
+
+def _torchvision(data: bytes, channels: int) -> torch.Tensor:
+    encoded = torch.from_numpy(np.frombuffer(data, dtype=np.uint8).copy())  # torchvision wants a writable tensor
+    return decode_image(encoded, mode=ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB)
