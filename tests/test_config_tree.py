@@ -176,11 +176,12 @@ def test_only_overlay_groups_write_to_the_global_package():
 
 
 @pytest.mark.parametrize(("trainer", "accelerator", "devices"), [("gpu", "gpu", 1), ("ddp", "gpu", -1)])
-def test_gpu_trainers_are_plain_trainer_files_and_keep_the_memory_format_choice_of_the_module(trainer, accelerator, devices):
+def test_gpu_trainers_are_plain_trainer_files_and_leave_speed_choices_to_measurement(trainer, accelerator, devices):
     assert OmegaConf.load(CONF / "trainer" / f"{trainer}.yaml").defaults == ["default"]
     cfg = composed(f"trainer={trainer}")
     assert (cfg.trainer.accelerator, cfg.trainer.devices, cfg.trainer.precision) == (accelerator, devices, "bf16-mixed")
     assert cfg.trainer.max_epochs == 10 and cfg.module.channels_last == "auto" and "trainer" not in cfg.trainer
+    assert cfg.trainer.benchmark is True  # cuDNN autotunes per GPU and shape
 
 
 # --- models --------------------------------------------------------------------------------------------

@@ -5,9 +5,10 @@ Run: python scripts/bench/overhead.py [--reps 5] [--workloads resnet18_shapes le
 Each repetition runs both, alternating which goes first, in fresh processes: `convnetlab-train` with its
 default callbacks, progress output, CSV + W&B (offline) logging and epoch-end checkpointing, timed by
 `bench_timer.TrainLoopTimer` from the first batch fetch to the end of training; and `plain_loop.py` on the
-same composed config, timed over the same span. Validation is off in both (training throughput is what
-is compared). Prints training images/s of each and the ratio framework / plain (1.00 = no overhead),
-medians over the repetitions.
+same composed config, timed over the same span; and the framework once more logging to CSV only
+(`logger=[csv]`), which prices W&B. Validation is off in all (training throughput is what is compared).
+Prints training images/s of each, the ratio framework / plain (1.00 = no overhead) and framework /
+framework with CSV only (1.00 = W&B logging is free), medians over the repetitions.
 """
 
 from __future__ import annotations
@@ -49,6 +50,11 @@ def run_framework(overrides: list[str], work: Path, tag: str) -> dict:
     return json.loads(out.read_text())
 
 
+def run_framework_csv_only(overrides: list[str], work: Path, tag: str) -> dict:
+    """The framework logging to CSV only (`logger=[csv]`; the CSV is always written): prices W&B."""
+    return run_framework([*overrides, "logger=[csv]"], work, tag)
+
+
 def run_plain(overrides: list[str], work: Path, tag: str) -> dict:
     out = work / f"{tag}.json"
     cmd = [sys.executable, str(HERE / "plain_loop.py"), str(out), str(work / tag), *overrides]
@@ -61,23 +67,30 @@ def images_per_second(result: dict) -> float:
 
 
 def measure(name: str, overrides: list[str], reps: int, work: Path) -> dict:
-    runners = {"framework": run_framework, "plain": run_plain}
-    speeds: dict[str, list[float]] = {"framework": [], "plain": []}
-    ratios = []
+    """Each repetition runs the framework (CSV + W&B logging), the framework with CSV only and the plain
+    loop, in an order that rotates; ratios are taken within a repetition, then the median."""
+    runners = {"framework": run_framework, "csv_only": run_framework_csv_only, "plain": run_plain}
+    speeds: dict[str, list[float]] = {kind: [] for kind in runners}
+    ratios, logging_ratios = [], []
     for rep in range(reps + 1):  # repetition 0 warms caches (dataset generation, file system) and is dropped
-        order = ["framework", "plain"] if rep % 2 else ["plain", "framework"]
+        kinds = list(runners)
+        order = kinds[rep % 3:] + kinds[:rep % 3]
         results = {kind: runners[kind](overrides, work, f"{name}-{kind}-{rep}") for kind in order}
-        if results["framework"]["images"] != results["plain"]["images"]:
-            raise RuntimeError(f"{name}: framework trained {results['framework']['images']} images, plain "
-                               f"{results['plain']['images']}; the workloads differ")
+        if len({r["images"] for r in results.values()}) != 1:
+            raise RuntimeError(f"{name}: the runs trained different image counts "
+                               f"{ {k: r['images'] for k, r in results.items()} }; the workloads differ")
         if rep == 0:
             continue
         for kind in speeds:
             speeds[kind].append(images_per_second(results[kind]))
         ratios.append(speeds["framework"][-1] / speeds["plain"][-1])
+        logging_ratios.append(speeds["framework"][-1] / speeds["csv_only"][-1])
     return {"workload": name, "images": results["plain"]["images"], "steps": results["plain"]["steps"],
             "framework_img_s": statistics.median(speeds["framework"]), "plain_img_s": statistics.median(speeds["plain"]),
-            "ratio": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios), "reps": reps}
+            "csv_only_img_s": statistics.median(speeds["csv_only"]),
+            "ratio": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
+            "logging_ratio": statistics.median(logging_ratios), "logging_ratio_min": min(logging_ratios),
+            "logging_ratio_max": max(logging_ratios), "reps": reps}
 
 
 def main() -> None:
@@ -90,10 +103,13 @@ def main() -> None:
         work = Path(tmp)
         data = [f"paths.data_dir={work / 'data'}"]
         rows = [measure(name, WORKLOADS[name] + data, args.reps, work) for name in args.workloads]
-    print(f"{'workload':<18} {'steps':>6} {'framework img/s':>16} {'plain img/s':>12} {'ratio':>6} {'range':>12}")
+    print("| workload | steps | framework img/s | plain loop img/s | ratio (median) | range | CSV-only img/s "
+          "| CSV + W&B / CSV only | range |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"{r['workload']:<18} {r['steps']:>6} {r['framework_img_s']:>16.0f} {r['plain_img_s']:>12.0f} "
-              f"{r['ratio']:>6.3f} {r['ratio_min']:.3f}-{r['ratio_max']:.3f}")
+        print(f"| {r['workload']} | {r['steps']} | {r['framework_img_s']:.0f} | {r['plain_img_s']:.0f} | "
+              f"{r['ratio']:.3f} | {r['ratio_min']:.3f}-{r['ratio_max']:.3f} | {r['csv_only_img_s']:.0f} | "
+              f"{r['logging_ratio']:.3f} | {r['logging_ratio_min']:.3f}-{r['logging_ratio_max']:.3f} |")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
 

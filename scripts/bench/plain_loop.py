@@ -3,7 +3,8 @@
 Usage: python scripts/bench/plain_loop.py OUT.json CKPT_DIR <convnetlab-train overrides...>
 
 It composes the same Hydra config as `convnetlab-train` and builds the same DataLoader, backbone,
-optimizer (over all parameters), per-step schedule, input normalisation and memory format; it tracks
+optimizer (over all parameters), per-step schedule, input normalisation and memory format (the one
+`module.channels_last` gives, for "auto" the same cached per-machine answer); it tracks
 loss and top-1 accuracy on the device, prints one line per epoch and saves model + optimizer state at
 every epoch end, as a careful hand-written loop would. Timed from the first batch fetch to the last save.
 """
@@ -22,12 +23,26 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from convnetlab.cli.hydra_app import config_dir, register_resolvers
+from convnetlab.lit import memory_format
+from convnetlab.lit.hparams import backbone_spec
 
 
 def compose_config(overrides: list[str]):
     register_resolvers()
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         return compose(config_name="train", overrides=overrides)
+
+
+def plain_memory_format(cfg, model: torch.nn.Module, datamodule) -> torch.memory_format:
+    """The memory format `convnetlab-train` trains this config in: the module's setting, or for "auto" the
+    answer cached (or measured) for this model, input and machine, so both sides do the same work."""
+    setting = cfg.module.channels_last
+    if setting == "auto":
+        spec = backbone_spec(cfg.model)
+        spec.pop("weights", None), spec.pop("pretrained", None)
+        shape = memory_format.input_shape(datamodule, train=True)
+        setting = memory_format.choose(model, spec, shape, torch.device("cpu")).channels_last
+    return torch.channels_last if setting else torch.contiguous_format
 
 
 def main(out: str, ckpt_dir: str, overrides: list[str]) -> None:
@@ -37,7 +52,9 @@ def main(out: str, ckpt_dir: str, overrides: list[str]) -> None:
     datamodule.prepare_data()
     datamodule.setup("fit")
     loader = datamodule.train_dataloader()
-    model = instantiate(cfg.model).to(memory_format=torch.channels_last)
+    model = instantiate(cfg.model)
+    fmt = plain_memory_format(cfg, model, datamodule)
+    model = model.to(memory_format=fmt)
     optimizer = instantiate(cfg.optimizer)(model.parameters())
     epochs = cfg.trainer.max_epochs
     limit = cfg.trainer.limit_train_batches  # as Lightning reads it: a batch count (int) or a fraction (float)
@@ -55,7 +72,7 @@ def main(out: str, ckpt_dir: str, overrides: list[str]) -> None:
         for step, (images, targets) in enumerate(loader):
             if step == steps_per_epoch:
                 break
-            images = ((images.float() - mean) / std).contiguous(memory_format=torch.channels_last)
+            images = ((images.float() - mean) / std).contiguous(memory_format=fmt)
             logits = model(images)
             loss = F.cross_entropy(logits, targets)
             optimizer.zero_grad(set_to_none=True)

@@ -3,8 +3,8 @@
 Run: python scripts/bench/run_all.py [--out bench-results/<UTC date>]
 
 Runs, one after another so they do not compete for the CPU: framework overhead (overhead.py), compute
-efficiency (compute_efficiency.py), time to 90% val top-1 of the default run (time_to_accuracy.py) and
-the data pipeline (data_pipeline.py). Each writes its own table to <out>/<name>.txt and, where it has
+efficiency (compute_efficiency.py), time to 90% val top-1 of the default run (time_to_accuracy.py), the
+data pipeline (data_pipeline.py) and convnetlab beside timm on the same work (peers.py). Each writes its own table to <out>/<name>.txt and, where it has
 one, its JSON; <out>/summary.md holds the headline numbers with the machine they were measured on.
 """
 
@@ -27,6 +27,7 @@ BENCHES = [  # (name, script, extra args, writes JSON)
     ("compute_efficiency", "compute_efficiency.py", [], True),
     ("time_to_accuracy", "time_to_accuracy.py", [], True),
     ("data_pipeline", "data_pipeline.py", [], False),
+    ("peers", "peers.py", [], True),
 ]
 
 
@@ -44,6 +45,8 @@ def summary(out: Path) -> str:
     for r in overhead:
         lines.append(f"| overhead, {r['workload']} ({r['steps']} steps) | framework / plain loop throughput "
                      f"{r['ratio']:.3f} (range {r['ratio_min']:.3f}-{r['ratio_max']:.3f}, median of {r['reps']}) |")
+        lines.append(f"| W&B logging, {r['workload']} | CSV + W&B / CSV-only throughput {r['logging_ratio']:.3f} "
+                     f"(range {r['logging_ratio_min']:.3f}-{r['logging_ratio_max']:.3f}) |")
     lines.append(f"| matmul peak (float32) | {compute['peak_gflops']:.0f} GFLOP/s |")
     for r in compute["rows"]:
         lines.append(f"| training compute, {r['model']} | {max(r['nchw_gflops'], r['channels_last_gflops']):.0f} GFLOP/s "
@@ -51,6 +54,9 @@ def summary(out: Path) -> str:
     seconds = tta["median_seconds"]
     lines.append(f"| time to {tta['target']:.0%} val top-1, default run | "
                  + (f"{seconds:.0f} s (median of {len(tta['runs'])}) |" if seconds else "not reached |"))
+    for r in json.loads((out / "peers.json").read_text())["rows"]:
+        lines.append(f"| peers, {r['run']} | {r['img_s']:.1f} train img/s, {r['ratio']:.2f}x convnetlab defaults "
+                     f"(range {r['ratio_min']:.2f}-{r['ratio_max']:.2f}) |")
     return "\n".join(lines) + "\n"
 
 
