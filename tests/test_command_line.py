@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from convnetlab.cli.command_line import COMMANDS, check_positional, help_text
+from convnetlab.cli.command_line import COMMANDS, check_group_choices, check_positional, help_text
 from convnetlab.errors import InputError
 
 # Runs each command line through the console-script front door in ONE fresh interpreter and reports the
@@ -69,3 +69,12 @@ def test_every_command_has_help_with_two_examples_that_start_with_its_name(progr
     text = help_text(program)
     examples = text.split("examples:\n")[1].split("\n\n")[0].splitlines()
     assert len(examples) == 2 and all(e.strip().startswith(program) for e in examples)
+
+
+def test_data_shards_answers_with_the_one_line_migration_hint():
+    with pytest.raises(InputError) as error:
+        check_group_choices(["model=lenet5", "data=shards", "data.root=/s"])
+    message = str(error.value)
+    assert message.startswith("data=shards was removed in 0.2: rewrite shards with `convnetlab-data action=optimize "
+                              "root=<the original folder> out=<dir>`") and "webdataset library" in message
+    assert "\n" not in message

@@ -73,10 +73,8 @@ TINY_SHAPES_HASHES = {
     "tv_v2": "da7727576fe80900e88f6ea4238fdc05b98d06b1bc77ec03e75bcdf89452e8de",
 }
 DIGITS_HASH = "d1e6c3b0cbc29a456a6bcd51aec6f3d2fd4810b8e665dd50e69192bd88fb5e6c"
-# Shards changed once, on purpose: their loader now takes its base seed from the datamodule's own generator,
-# as the folder loaders always did, instead of one draw from the global RNG (which shifted the main-process
-# augmentation draws). With that draw restored the rebuilt layer gives the old a811f356...bdaff.
-SHARDS_HASH = "1cff38b85e406fea152da417e7458e72b82881be3c390103efc28694e6ee7a06"
+# Streaming data (litdata chunks) replaced the tar shards in 0.2; pinned since then.
+STREAMING_HASH = "9da3f69e09891edc2fa317eb3c4c5f320ebfbdf9662f51439711abc78a2c5cfb"
 SHAPES_DEFAULT_HASH = "51121c95ae39dc3466cda892881f13632943fc81f3a4488ed7c18fe2e17e476f"
 
 
@@ -91,16 +89,18 @@ def test_default_digits_batches_are_pinned(tmp_path_factory):
     assert composed_digest("data=digits", "data.num_workers=0", f"data.root={root}") == DIGITS_HASH
 
 
-def test_shards_batches_are_pinned(tmp_path_factory):
-    from convnetlab.data.shards import write_shards
+def streaming_digest(root: Path) -> str:
+    from convnetlab.data.streaming_writer import optimize_folder
 
-    root = tmp_path_factory.getbasetemp() / "pinned-data"
-    cfg = compose_train(*TINY_SHAPES, f"data.root={root}")
-    folder = instantiate(cfg.data)
+    folder = instantiate(compose_train(*TINY_SHAPES, f"data.root={root}").data)
     folder.prepare_data()
-    shards = write_shards(folder.root, root / "tiny-shards", num_shards=4)
-    assert composed_digest("data=shards", f"data.root={shards}", "data.image_size=32", "data.batch_size=16",
-                           "data.num_workers=0", "data.mean=[0.5,0.5,0.5]", "data.std=[0.25,0.25,0.25]") == SHARDS_HASH
+    chunks = optimize_folder(folder.root, root / "tiny-streaming", chunk_bytes="64kb")
+    return composed_digest("data=streaming", f"data.root={chunks}", "data.image_size=32", "data.batch_size=16",
+                           "data.num_workers=0", "data.mean=[0.5,0.5,0.5]", "data.std=[0.25,0.25,0.25]")
+
+
+def test_streaming_batches_are_pinned(tmp_path_factory):
+    assert streaming_digest(tmp_path_factory.getbasetemp() / "pinned-data") == STREAMING_HASH
 
 
 @pytest.mark.slow
@@ -113,14 +113,8 @@ def test_default_shapes_batches_are_pinned(tmp_path_factory):
 if __name__ == "__main__":  # prints the hashes to pin (python tests/test_data_regression.py <scratch dir>)
     import sys
 
-    from convnetlab.data.shards import write_shards
-
     root = Path(sys.argv[1])
     print({p: composed_digest(*TINY_SHAPES, f"augment={p}", f"data.root={root}") for p in PRESETS})
     print("digits", composed_digest("data=digits", "data.num_workers=0", f"data.root={root}"))
-    folder = instantiate(compose_train(*TINY_SHAPES, f"data.root={root}").data)
-    folder.prepare_data()
-    shards = write_shards(folder.root, root / "tiny-shards", num_shards=4)
-    print("shards", composed_digest("data=shards", f"data.root={shards}", "data.image_size=32", "data.batch_size=16",
-                                    "data.num_workers=0", "data.mean=[0.5,0.5,0.5]", "data.std=[0.25,0.25,0.25]"))
+    print("streaming", streaming_digest(root))
     print("shapes", composed_digest("data.num_workers=0", f"data.root={root}"))

@@ -64,13 +64,13 @@ def test_entry_point_runs_task_and_report_in_the_job_dir_and_turns_bad_input_int
 
 def _data_cfg(**values) -> OmegaConf:
     return OmegaConf.create({"action": "generate", "root": None, "val_dir": None, "devkit": None, "out": None,
-                             "num_shards": 2, "data": {"channels": 3}, **values})
+                             "num_workers": 1, "chunk_bytes": "64MB", "data": {"channels": 3}, **values})
 
 
 @pytest.mark.parametrize("values, message", [
     ({"action": "bogus"}, "action=bogus is not one of generate, check"),
     ({"action": "prepare_imagenet_val", "root": "/r"}, "prepare_imagenet_val needs root="),
-    ({"action": "shard", "root": "/r"}, "shard needs root="),
+    ({"action": "optimize", "root": "/r"}, "optimize needs root="),
 ])
 def test_data_refuses_bad_input_with_an_input_error(values, message, tmp_path):
     with pytest.raises(InputError, match=message):

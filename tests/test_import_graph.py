@@ -23,5 +23,5 @@ def test_data_modules_import_without_analysis():
     proc = subprocess.run([sys.executable, "-c", CHECK], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     imported, analysis = (proc.stdout.splitlines() + ["", ""])[:2]
-    assert "convnetlab.data.embeddings" in imported.split() and "convnetlab.data.shards" in imported.split()
+    assert "convnetlab.data.embeddings" in imported.split() and "convnetlab.data.streaming" in imported.split()
     assert analysis == "", f"convnetlab.data pulled in {analysis}"

@@ -8,7 +8,9 @@ Peak: the best median rate of repeated float32 matrix multiplies (``torch.mm`` o
 backward ~ 2 x forward), where forward FLOPs = 2 x the multiply-adds that ``forward_gflops`` reports
 in torchvision's convention (weights ``.meta`` ``_ops``). Step time: median of timed SGD steps (forward, backward,
 update) on a random batch after warm-up, the two memory formats alternating. Efficiency = achieved /
-peak; the last column says how much faster channels-last trains (> 1: faster, the default).
+peak; "NHWC speed-up" says how much faster channels-last trains (> 1: faster). "auto picks" is what
+``module.channels_last=auto``'s short start-up probe (``convnetlab.lit.memory_format.probe``, run here
+without its cache) chooses for the same model and batch, to check it agrees with this longer measurement.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from convnetlab.analysis.complexity import forward_gflops
+from convnetlab.lit import memory_format
 from convnetlab.models import build_model
 
 # (label, build_model kwargs, input size, batch): the CPU-sized models of `experiment=mini_ilsvrc` plus
@@ -91,10 +94,12 @@ def measure(label: str, kwargs: dict, size: int, batch: int, reps: int) -> dict:
             seconds = step_seconds(model, optimizer, images.contiguous(memory_format=fmt), labels)
             if rep > 0:  # repetition 0 warms up both formats
                 times[channels_last].append(seconds)
+    model.to(memory_format=torch.contiguous_format)
+    probe_nchw_ms, probe_last_ms = memory_format.probe(model, (batch, channels, size, size), torch.device("cpu"))
     train_gflop = 3 * 2 * macs * batch  # per step: 3 x forward, forward = 2 x multiply-adds
     nchw, nhwc = (train_gflop / statistics.median(times[k]) for k in (False, True))
     return {"model": label, "input": size, "batch": batch, "forward_gmacs": macs, "nchw_gflops": nchw, "channels_last_gflops": nhwc,
-            "channels_last_speedup": nhwc / nchw}
+            "channels_last_speedup": nhwc / nchw, "auto_channels_last": probe_last_ms < probe_nchw_ms}
 
 
 def main() -> None:
@@ -106,12 +111,13 @@ def main() -> None:
     rows = [measure(label, kwargs, size, batch, args.reps) for label, kwargs, size, batch in CASES]
     peak_after = matmul_peak_gflops()  # bracket the models: a drifting machine shows up as two peaks
     print(f"matmul peak: {peak:.1f} GFLOP/s before, {peak_after:.1f} after ({torch.get_num_threads()} threads, float32)")
-    print(f"{'model':<26} {'fwd GMACs':>9} {'NCHW GFLOP/s':>13} {'NHWC GFLOP/s':>13} {'best/peak':>9} {'NHWC speed-up':>13}")
+    print(f"{'model':<26} {'fwd GMACs':>9} {'NCHW GFLOP/s':>13} {'NHWC GFLOP/s':>13} {'best/peak':>9} {'NHWC speed-up':>13} {'auto picks':>11}")
     for r in rows:
         best = max(r["nchw_gflops"], r["channels_last_gflops"])
         r["efficiency"] = best / peak
         print(f"{r['model']:<26} {r['forward_gmacs']:>9.4f} {r['nchw_gflops']:>13.1f} {r['channels_last_gflops']:>13.1f} "
-              f"{r['efficiency']:>9.1%} {r['channels_last_speedup']:>12.2f}x")
+              f"{r['efficiency']:>9.1%} {r['channels_last_speedup']:>12.2f}x "
+              f"{'NHWC' if r['auto_channels_last'] else 'NCHW':>11}")
     if args.json:
         Path(args.json).write_text(json.dumps({"peak_gflops": peak, "peak_gflops_after": peak_after, "rows": rows},
                                               indent=2))

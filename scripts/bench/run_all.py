@@ -50,7 +50,8 @@ def summary(out: Path) -> str:
     lines.append(f"| matmul peak (float32) | {compute['peak_gflops']:.0f} GFLOP/s |")
     for r in compute["rows"]:
         lines.append(f"| training compute, {r['model']} | {max(r['nchw_gflops'], r['channels_last_gflops']):.0f} GFLOP/s "
-                     f"= {r['efficiency']:.0%} of peak; channels-last {r['channels_last_speedup']:.2f}x |")
+                     f"= {r['efficiency']:.0%} of peak; channels-last {r['channels_last_speedup']:.2f}x, "
+                     f"auto picks {'channels-last' if r['auto_channels_last'] else 'NCHW'} |")
     seconds = tta["median_seconds"]
     lines.append(f"| time to {tta['target']:.0%} val top-1, default run | "
                  + (f"{seconds:.0f} s (median of {len(tta['runs'])}) |" if seconds else "not reached |"))

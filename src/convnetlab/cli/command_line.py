@@ -51,8 +51,10 @@ COMMANDS = {
         ("convnetlab-eval ckpt_path=outputs/train/<date>/<time>/checkpoints/last.ckpt",
          "convnetlab-eval ckpt_path=<file> protocol=10crop"), positional=("ckpt_path",)),
     "convnetlab-data": Command(
-        "data", "data_tools", "Dataset chores: generate the embedded data, check a folder for bad images, prepare ILSVRC val, shard.",
-        ("action=generate|check|prepare_imagenet_val|shard", "root=<dataset folder>", "data=shapes|digits"),
+        "data", "data_tools", "Dataset chores: generate the embedded data, check a folder for bad images, prepare ILSVRC val, "
+        "optimize a folder into litdata chunks (data=streaming).",
+        ("action=generate|check|prepare_imagenet_val|optimize", "root=<dataset folder>", "out=<dir or s3://...>",
+         "data=shapes|digits"),
         ("convnetlab-data action=check root=/data/imagenet", "convnetlab-data data=digits"),
         positional=("action", "root")),
     "convnetlab-embed": Command(
@@ -111,9 +113,18 @@ def _groups(conf: Path, config_name: str | None = None) -> dict[str, list[str]]:
             and (names is None or d.name in names)}
 
 
+# Options that existed once: what to do instead, answered as the one-line error.
+REMOVED_OPTIONS = {
+    ("data", "shards"): "data=shards was removed in 0.2: rewrite shards with `convnetlab-data action=optimize "
+                        "root=<the original folder> out=<dir>` and train with data=streaming data.root=<dir>; "
+                        "WebDataset tars can still be read with the webdataset library",
+}
+
+
 def check_group_choices(args: list[str]) -> None:
     """Every ``[+]group=option[,option...]`` names an existing ``conf/<group>/<option>.yaml`` that is not a
-    base (``_*.yaml``, e.g. experiment=findings/_base: never complete on its own)."""
+    base (``_*.yaml``, e.g. experiment=findings/_base: never complete on its own); a removed option says
+    what replaced it."""
     conf = Path(config_dir())
     for arg in args:
         if "=" not in arg or arg.startswith("-"):
@@ -124,6 +135,8 @@ def check_group_choices(args: list[str]) -> None:
         if key.startswith("hydra") or "." in key or not group.is_dir() or value in ("", "null"):
             continue
         for option in (o.strip() for o in value.strip("[]").split(",")):
+            if (key, option) in REMOVED_OPTIONS:
+                raise InputError(REMOVED_OPTIONS[key, option])
             if option and not any(c in option for c in "()*$") and option not in group_options(group):
                 raise InputError(f"unknown {key} '{option}'; choose one of: {', '.join(group_options(group))}")
 

@@ -1,5 +1,5 @@
 """``convnetlab-data``: generate the embedded datasets, check a class-folder tree for bad images, or sort
-the official ILSVRC-2012 validation folder into class folders, or pack a dataset into tar shards.
+the official ILSVRC-2012 validation folder into class folders, or optimize a dataset into litdata chunks.
 
 A check lists every problem (one line each) instead of stopping at the first, so a large folder is
 fixed in one pass. Exit status: 0 when all is well, 1 (``PROBLEMS_FOUND``) when a check found bad files,
@@ -18,10 +18,10 @@ from omegaconf import DictConfig
 from convnetlab.cli.hydra_app import entry_point
 from convnetlab.data.folder import IMAGE_EXTENSIONS, inspect_file, read_image
 from convnetlab.data.imagenet_prep import prepare_val
-from convnetlab.data.shards import write_shards
+from convnetlab.data.streaming_writer import optimize_folder
 from convnetlab.errors import InputError, MissingFileError
 
-ACTIONS = ("generate", "check", "prepare_imagenet_val", "shard")
+ACTIONS = ("generate", "check", "prepare_imagenet_val", "optimize")
 PROBLEMS_FOUND = 1  # exit status of a check that ran and found bad files (bad input exits 2)
 
 
@@ -84,11 +84,11 @@ def run_action(cfg: DictConfig, output_dir: Path) -> None:
         counts = prepare_val(cfg.val_dir, cfg.devkit, Path(cfg.root) / "val")
         print(f"{Path(cfg.root) / 'val'}: " + ", ".join(f"{n} {kind}" for kind, n in counts.items()))
         return
-    if cfg.action == "shard":
+    if cfg.action == "optimize":
         if not (cfg.get("root") and cfg.get("out")):
-            raise InputError("shard needs root=<class-folder dataset> out=<shard dir> [num_shards=8]")
-        out = write_shards(cfg.root, cfg.out, cfg.num_shards)
-        print(f"{out}: {cfg.num_shards} shards per split; train with data=shards data.root={out}")
+            raise InputError("optimize needs root=<class-folder dataset> out=<dir or s3://bucket/path>")
+        out = optimize_folder(cfg.root, cfg.out, cfg.num_workers, cfg.chunk_bytes)
+        print(f"{out}: litdata chunks of every split; train with data=streaming data.root={out}")
         return
     if cfg.action == "check" and cfg.get("root"):
         status = check(Path(cfg.root), cfg.data.get("channels", 3))

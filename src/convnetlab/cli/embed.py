@@ -3,8 +3,8 @@ linear probe and a k-NN (see ``analysis/embeddings.py``).
 
 The images come from the checkpoint's own run data unless ``data=...`` is given; another task's data is
 the point of transfer learning, so its classes may differ from the checkpoint's. Train images are read
-with the eval transform: an embedding describes the image, not a random crop of it. Sharded data
-(``data=shards``) is read in shard order; its images have no file path, so ``paths`` holds
+with the eval transform: an embedding describes the image, not a random crop of it. Streaming data
+(``data=streaming``) is read in stored order, unshuffled; its images have no file path, so ``paths`` holds
 ``<split>#<position>``.
 """
 
@@ -41,7 +41,7 @@ def embed(cfg: DictConfig, output_dir: Path) -> dict:
     datamodule.setup()
     datamodule.train_dataset.transform = datamodule.eval_transform
     if isinstance(datamodule.train_dataset, IterableDataset):
-        datamodule.train_dataset.shuffle = False  # shards: in file order, like val and test
+        datamodule.train_dataset.shuffle = False  # streaming: in stored order, like val and test
     splits = {"train": datamodule.train_dataset, "val": datamodule.val_dataset, "test": datamodule.test_dataset}
     arrays = {}
     for split, dataset in splits.items():

@@ -36,7 +36,7 @@ def _inputs(cfg: DictConfig, datamodule) -> tuple[torch.Tensor, torch.Tensor, li
         return load_images(files, datamodule.channels, datamodule.eval_transform, datamodule.classes)
     datamodule.setup("test")
     dataset = datamodule.test_dataloader().dataset
-    if isinstance(dataset, IterableDataset):  # data=shards: no indexing
+    if isinstance(dataset, IterableDataset):  # data=streaming: no indexing
         return _pick_streamed(dataset, cfg.n_images, limit=max(1000, 20 * cfg.n_images))
     return pick_images(dataset, cfg.n_images)
 

@@ -1,4 +1,4 @@
-"""Data layer: one image DataModule over pluggable sources (class folders, generated folders, tar shards),
+"""Data layer: one image DataModule over pluggable sources (class folders, generated folders, litdata streams),
 a preprocessing spec, augmentation presets, and the named DataModules the data configs instantiate."""
 
 from convnetlab.data.datamodule import DigitsDataModule, ImageFolderDataModule, ShapesDataModule

@@ -2,7 +2,7 @@
 
 Each only maps its config keys onto an ``ImageDataModule`` (``image_datamodule.py``): a source
 (``sources.py``) and a ``Preprocessing`` spec (``preprocessing.py``); loaders, batching, presets and
-resume state are the ``ImageDataModule``'s. ``ShardedDataModule`` (tar shards) is in ``shards.py``.
+resume state are the ``ImageDataModule``'s. ``StreamingDataModule`` (litdata chunks) is in ``streaming.py``.
 """
 
 from __future__ import annotations

@@ -5,7 +5,6 @@ listing (for the ``num_classes_in`` config resolver) and atomic directory creati
 embedded generators never leave a half-written dataset that looks complete).
 """
 
-import json
 import logging
 import os
 import shutil
@@ -24,7 +23,7 @@ from torch.utils.data import Dataset, default_collate
 from convnetlab.data.decode import read_image
 from convnetlab.errors import BadImageError, InputError, MissingFileError
 
-SHARD_INDEX = "index.json"  # written by shards.write_shards
+STREAMING_INFO = "classes.json"  # classes and split sizes, written by streaming_writer.optimize_folder
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 log = logging.getLogger(__name__)
 LAYOUT = "expected <root>/train/<class>/<image>, <root>/val/<class>/<image> and optionally <root>/test/..."
@@ -207,9 +206,13 @@ def collate_present(batch: list) -> Any:
 
 
 def count_classes(path: str | Path) -> int:
-    """Classes of a split folder (its class folders) or of a shard folder (its ``index.json``, see ``shards.py``)."""
-    index = Path(path) / SHARD_INDEX
-    return len(json.loads(index.read_text())["classes"]) if index.is_file() else len(list_classes(path))
+    """Classes of a split folder (its class folders) or of streaming data, local or ``s3://`` (its
+    ``classes.json``, see ``streaming_writer.py``)."""
+    if "://" in str(path) or (Path(path) / STREAMING_INFO).is_file():
+        from convnetlab.data.streaming_writer import read_info
+
+        return len(read_info(path)["classes"])
+    return len(list_classes(path))
 
 
 def register_resolvers() -> None:

@@ -1,4 +1,4 @@
-"""The one image DataModule: a source (``sources.py``, ``shards.py``) + a preprocessing spec + an augment preset.
+"""The one image DataModule: a source (``sources.py``, ``streaming.py``) + a preprocessing spec + an augment preset.
 
 Batches are uint8 ``(B, C, H, W)`` (float after MixUp/CutMix); the LightningModule normalises on the
 device with the ``mean``/``std`` exposed here (0..1 units). ``num_classes``, ``classes``, ``channels``,
@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from convnetlab.data.augment import Preset, resolve
 from convnetlab.data.folder import check_class_count
-from convnetlab.data.loaders import drop_lone_last, make_loader, train_batch_size
+from convnetlab.data.loaders import drop_lone_last, train_batch_size
 from convnetlab.data.pca_lighting import lighting_stats
 from convnetlab.data.preprocessing import Preprocessing
 from convnetlab.data.resumable import EpochPermutationSampler, KeyedAugmentation, RepeatedAugmentationSampler
@@ -186,10 +186,10 @@ class ImageDataModule(pl.LightningDataModule):
             raise RuntimeError(f"{type(self).__name__}.setup() has not built this split yet")
         if self.trainer is not None:
             self.source.distribute(dataset, self.trainer.global_rank, self.trainer.world_size)
-        return make_loader(dataset, batch_size, sampler=sampler, drop_last=drop_last, collate_fn=collate_fn,
-                           num_workers=self.num_workers, pin_memory=self.pin_memory,
-                           persistent_workers=self.persistent_workers, seed=self._shuffle_seed,
-                           rank=self.trainer.global_rank if self.trainer is not None else 0)
+        return self.source.loader(dataset, batch_size, sampler=sampler, drop_last=drop_last, collate_fn=collate_fn,
+                                  num_workers=self.num_workers, pin_memory=self.pin_memory,
+                                  persistent_workers=self.persistent_workers, seed=self._shuffle_seed,
+                                  rank=self.trainer.global_rank if self.trainer is not None else 0)
 
     def train_dataloader(self) -> DataLoader:
         """Few-label train sets smaller than a batch give one batch per epoch; a lone last image is dropped.
@@ -200,10 +200,13 @@ class ImageDataModule(pl.LightningDataModule):
         batch_size = train_batch_size(size, self.batch_size, self.name)
         mix = self.augment.collate(self.num_classes)
         drop_last = drop_lone_last(size, batch_size)
-        if not self.source.ordered_by_sampler:  # e.g. shards: the dataset orders itself
+        if not self.source.ordered_by_sampler:  # e.g. streaming: the dataset orders itself
             if self.repeated_augmentations != 1:
                 raise ValueError(f"data.repeated_augmentations needs a sampler-ordered source, not {self.name}")
-            return self._loader(self.train_dataset, batch_size, drop_last=drop_last, collate_fn=mix)
+            loader = self._loader(self.train_dataset, batch_size, drop_last=drop_last, collate_fn=mix)
+            if self._resume_position is not None:
+                loader.resume_at(*self._resume_position)  # its loader rebuilds the position from these
+            return loader
         self._train_batch_size = batch_size
         if self.repeated_augmentations == 1:
             self.train_sampler = EpochPermutationSampler(size, self._shuffle_seed)

@@ -79,7 +79,7 @@ def use_protocol(module: nn.Module, datamodule, protocol: str) -> None:
 
     Multi-crop sets the datamodule's eval protocol (``ImageDataModule.set_eval_protocol``: its eval
     transform and decode size, and the eval batch divided by the number of crops, so memory stays as
-    for one crop) and wraps the backbone in ``CropAveraging``. Any source (folders, shards) works.
+    for one crop) and wraps the backbone in ``CropAveraging``. Any source (folders, streaming) works.
     """
     if protocol not in PROTOCOLS:
         raise InputError(f"protocol={protocol} is not one of {', '.join(PROTOCOLS)}")

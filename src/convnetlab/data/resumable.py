@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -127,13 +128,21 @@ class KeyedAugmentation(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, key: int) -> Any:
-        # The CPU generator alone (transforms draw from it): torch.manual_seed also reseeds every device
-        # and costs ~180 us, which at 128 items per batch made data loading 2.5x slower.
-        rng = torch.default_generator
-        saved = rng.get_state() if get_worker_info() is None else None
-        rng.manual_seed((self.seed * 2_654_435_761 + key) % 2**62)
-        try:
+        with keyed_rng(self.seed, key):
             return self.dataset[key % len(self.dataset)]
-        finally:
-            if saved is not None:
-                rng.set_state(saved)
+
+
+@contextmanager
+def keyed_rng(seed: int, key: int) -> Iterator[None]:
+    """Seed the torch CPU generator from ``(seed, key)`` for the block; restored afterwards in the main process
+    (a worker process only augments, so no restore). Streaming data keys its items the same way."""
+    # The CPU generator alone (transforms draw from it): torch.manual_seed also reseeds every device
+    # and costs ~180 us, which at 128 items per batch made data loading 2.5x slower.
+    rng = torch.default_generator
+    saved = rng.get_state() if get_worker_info() is None else None
+    rng.manual_seed((seed * 2_654_435_761 + key) % 2**62)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            rng.set_state(saved)
