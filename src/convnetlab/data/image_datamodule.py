@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from convnetlab.data.augment import Preset, resolve
 from convnetlab.data.folder import check_class_count
-from convnetlab.data.loaders import drop_lone_last, train_batch_size
+from convnetlab.data.loaders import drop_lone_last, make_loader, train_batch_size
 from convnetlab.data.pca_lighting import lighting_stats
 from convnetlab.data.preprocessing import Preprocessing
 from convnetlab.data.resumable import EpochPermutationSampler, KeyedAugmentation, RepeatedAugmentationSampler
@@ -186,10 +186,11 @@ class ImageDataModule(pl.LightningDataModule):
             raise RuntimeError(f"{type(self).__name__}.setup() has not built this split yet")
         if self.trainer is not None:
             self.source.distribute(dataset, self.trainer.global_rank, self.trainer.world_size)
-        return self.source.loader(dataset, batch_size, sampler=sampler, drop_last=drop_last, collate_fn=collate_fn,
-                                  num_workers=self.num_workers, pin_memory=self.pin_memory,
-                                  persistent_workers=self.persistent_workers, seed=self._shuffle_seed,
-                                  rank=self.trainer.global_rank if self.trainer is not None else 0)
+        make = getattr(self.source, "loader", make_loader)  # a self-ordering source may bring its own
+        return make(dataset, batch_size, sampler=sampler, drop_last=drop_last, collate_fn=collate_fn,
+                    num_workers=self.num_workers, pin_memory=self.pin_memory,
+                    persistent_workers=self.persistent_workers, seed=self._shuffle_seed,
+                    rank=self.trainer.global_rank if self.trainer is not None else 0)
 
     def train_dataloader(self) -> DataLoader:
         """Few-label train sets smaller than a batch give one batch per epoch; a lone last image is dropped.

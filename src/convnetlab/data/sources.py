@@ -4,7 +4,8 @@ A source answers four questions and nothing else: which classes there are, wheth
 split, what the dataset of a split is (given the channels, per-image transform and decode size), and
 how its datasets are ordered. ``ordered_by_sampler`` is that one capability: ``True`` for map-style
 datasets, which the DataModule orders with its resumable sampler (``resumable.py``); ``False`` for
-datasets that order and split themselves across ranks and workers (the litdata chunks of ``streaming.py``).
+datasets that order and split themselves across ranks and workers (the litdata chunks of ``streaming.py``);
+such a source also brings its own ``loader`` (``make_loader``'s arguments) with ``resume_at(epoch, batches)``.
 Loaders, batching and resume state belong to the DataModule (``datamodule.py``), not to sources.
 
 ``FolderSource`` reads ``root/{train,val[,test]}/<class>/<image>``; ``GeneratedSource`` is a folder
@@ -18,10 +19,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from convnetlab.data.folder import ImageFolderDataset, check_classes, list_classes
-from convnetlab.data.loaders import make_loader
 from convnetlab.data.pca_lighting import LazyImages, sample_indices
 
 Transform = Callable[[Tensor], Tensor]
@@ -49,10 +49,6 @@ class Source(Protocol):
 
     def distribute(self, dataset: Dataset, rank: int, world_size: int) -> None:
         """Tell a self-ordering dataset which DDP rank reads it (a no-op when a sampler orders it)."""
-
-    def loader(self, dataset: Dataset, batch_size: int, **options: Any) -> DataLoader:
-        """The DataLoader of one split (``loaders.make_loader``'s arguments); a self-ordering source's own
-        loader has ``resume_at(epoch, batches)``."""
 
     def pixel_sample(self, dataset: Dataset) -> Iterable[Tensor]:
         """A lazy sample of (up to 500) untransformed training images, for PCA lighting statistics."""
@@ -96,8 +92,6 @@ class FolderSource:
 
     def distribute(self, dataset: Dataset, rank: int, world_size: int) -> None:
         pass  # Lightning splits map-style datasets with a DistributedSampler
-
-    loader = staticmethod(make_loader)
 
     def pixel_sample(self, dataset: Dataset) -> Iterable[Tensor]:
         return LazyImages(lambda: (dataset[index] for index in sample_indices(len(dataset))))
