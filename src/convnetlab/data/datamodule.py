@@ -19,6 +19,7 @@ from convnetlab.data.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preproces
 from convnetlab.data.shapes import generate_shapes, shape_classes
 from convnetlab.data.sources import FolderSource, GeneratedSource
 from convnetlab.data.transforms import default_resize_size
+from convnetlab.errors import InputError
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "DigitsDataModule", "ImageFolderDataModule", "ShapesDataModule"]
 
@@ -61,6 +62,7 @@ class ImageFolderDataModule(ImageDataModule):
         repeated_augmentations_epoch: str = "repeats",
         train_image_size: int | None = None,
         train_per_class: int | None = None,
+        decode_on: str = "worker",
     ) -> None:
         super().__init__(
             FolderSource(root, in_memory, bad_images), Preprocessing.of(image_size, resize_size, channels, mean, std),
@@ -68,7 +70,7 @@ class ImageFolderDataModule(ImageDataModule):
             pin_memory=pin_memory, persistent_workers=persistent_workers, hflip=hflip, scale=scale,
             repeated_augmentations=repeated_augmentations, repeated_augmentations_epoch=repeated_augmentations_epoch,
             train_image_size=train_image_size,
-            augment=augment, num_classes=num_classes, train_per_class=train_per_class,
+            augment=augment, num_classes=num_classes, train_per_class=train_per_class, decode_on=decode_on,
         )
 
 
@@ -155,6 +157,9 @@ class DigitsDataModule(ImageDataModule):
         std: Sequence[float] | None = None,
         **kwargs: Any,
     ) -> None:
+        if kwargs.get("decode_on") == "device":
+            raise InputError("data.decode_on=device decodes JPEGs on the device, digits are PNG files: "
+                             "keep data.decode_on=worker")
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         self.seed = seed

@@ -21,6 +21,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from convnetlab.data.augment import Preset, resolve
+from convnetlab.data.device_decode import EncodedCollate, EncodedImages, check_decode_on, device_decoder
 from convnetlab.data.folder import check_class_count
 from convnetlab.data.loaders import drop_lone_last, make_loader, train_batch_size
 from convnetlab.data.pca_lighting import lighting_stats
@@ -46,7 +47,8 @@ class ImageDataModule(pl.LightningDataModule):
     ``repeated_augmentations=k`` (> 1) reads each training image k times per epoch under k different
     augmentations (``RepeatedAugmentationSampler``; ``repeated_augmentations_epoch=dataset`` keeps
     torchvision's epoch length instead); 1 is the plain resumable order. ``train_image_size`` is the
-    training crop when it differs from the eval crop ``image_size`` (None: the same).
+    training crop when it differs from the eval crop ``image_size`` (None: the same). ``decode_on=device``:
+    workers read file bytes and batches are decoded on the model's device after transfer (``device_decode.py``).
     """
 
     def __init__(
@@ -68,8 +70,11 @@ class ImageDataModule(pl.LightningDataModule):
         repeated_augmentations: int = 1,
         repeated_augmentations_epoch: str = "repeats",
         train_image_size: int | None = None,
+        decode_on: str = "worker",
     ) -> None:
         super().__init__()
+        check_decode_on(decode_on, name, source.ordered_by_sampler, getattr(source, "in_memory", False))
+        self.decode_on = decode_on
         self.source = source
         self.name = name
         self._preprocessing = preprocessing
@@ -218,14 +223,28 @@ class ImageDataModule(pl.LightningDataModule):
             drop_last = drop_lone_last(len(self.train_sampler), batch_size)
         if self._resume_position is not None:
             self.resume_train_at(*self._resume_position)
+        if self.decode_on == "device":
+            return self._loader(EncodedImages(self.train_dataset), batch_size, sampler=self.train_sampler,
+                                drop_last=drop_last, collate_fn=EncodedCollate("train"))
         return self._loader(KeyedAugmentation(self.train_dataset, self._shuffle_seed), batch_size,
                             sampler=self.train_sampler, drop_last=drop_last, collate_fn=mix)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_dataset, self.eval_batch_size)
+        return self._eval_loader(self.val_dataset, "val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_dataset, self.eval_batch_size)
+        return self._eval_loader(self.test_dataset, "test")
+
+    def _eval_loader(self, dataset: Dataset | None, split: str) -> DataLoader:
+        if self.decode_on == "device" and dataset is not None:
+            return self._loader(EncodedImages(dataset), self.eval_batch_size, collate_fn=EncodedCollate(split))
+        return self._loader(dataset, self.eval_batch_size)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """With ``decode_on=device``, decode and transform the encoded batch where it now is."""
+        if isinstance(batch, dict) and "encoded" in batch:
+            return device_decoder(self, batch["split"])(batch)
+        return batch
 
     # --- resumable training data (see resumable.py): every checkpoint records how far into which epoch
     # the run had trained; a resume starts the sampler there.
