@@ -47,7 +47,7 @@ def read_image(path: str, channels: int, decode_size: int | None = None) -> torc
 
 
 def decode_bytes(data: bytes, channels: int, decode_size: int | None = None, name: str = "<bytes>") -> torch.Tensor:
-    """Decode encoded image bytes to uint8 ``(channels, H, W)``; a failure is one ``BadImageError`` line naming ``name``.
+    """Encoded image bytes to uint8 ``(channels, H, W)``; a failure is one ``BadImageError`` line naming ``name``.
 
     ``decode_size`` (shorter side the caller needs, or None for full size) lets a JPEG decode at a
     reduced scale (``jpeg_scale``) whose shorter side is still at least ``decode_size``. The result may be a

@@ -113,7 +113,8 @@ class DeviceDecoder:
         jpegs = [i for i, data in enumerate(encoded) if data[:3].tobytes() == JPEG_SIGNATURE]
         mode = ImageReadMode.GRAY if self.channels == 1 else ImageReadMode.RGB
         try:
-            decoded = decode_jpeg([torch.from_numpy(encoded[i]) for i in jpegs], mode=mode, device=device) if jpegs else []
+            batch = [torch.from_numpy(encoded[i]) for i in jpegs]
+            decoded = decode_jpeg(batch, mode=mode, device=device) if batch else []
             for i, image in zip(jpegs, decoded):
                 images[i] = image
         except RuntimeError:
