@@ -42,3 +42,9 @@ def test_time_to_accuracy_is_the_first_validation_at_the_target():
               {"epoch": 3, "seconds": 30.0, "val/acc1": 0.89}, {"epoch": 4, "seconds": 40.0, "val/acc1": 0.95}]
     assert time_to_accuracy.first_at(points, 0.9)["seconds"] == 20.0
     assert time_to_accuracy.first_at(points, 0.99) is None
+
+
+def test_the_median_time_to_accuracy_needs_every_run_to_reach_the_target():
+    assert time_to_accuracy.median_seconds([{"seconds": 30.0}, {"seconds": 20.0}, {"seconds": 25.0}]) == 25.0
+    assert time_to_accuracy.median_seconds([{"seconds": 30.0}, {"seconds": None}]) is None
+    assert time_to_accuracy.median_seconds([]) is None
