@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO, clean_env
+from conftest import REPO, clean_env, cli_process, run_cli
 from convnetlab.data.datamodule import DigitsDataModule
 from convnetlab.data.streaming_writer import optimize_folder
 from test_fault_tolerance import assert_same_result, batches, resume, train
@@ -71,6 +71,22 @@ def test_ddp_cpu_ranks_see_disjoint_samples_and_every_sample_once_per_epoch(tmp_
         assert sorted(ranks[0] + ranks[1]) == list(range(N))
         orders.append(ranks)
     assert orders[0] != orders[1]  # a new order every epoch
+
+
+@pytest.mark.slow
+def test_convnetlab_data_optimize_writes_the_chunks_and_data_shards_answers_with_the_migration_hint(tmp_path, data_dir):
+    root = numbered_tree(tmp_path / "folder")
+    proc = run_cli("data", "action=optimize", f"root={root}", f"out={tmp_path / 'chunks'}", cwd=tmp_path,
+                   data_dir=data_dir)
+    assert f"train with data=streaming data.root={tmp_path / 'chunks'}" in proc.stdout
+    info = json.loads((tmp_path / "chunks" / "classes.json").read_text())
+    assert info == {"classes": ["even", "odd"], "splits": {"train": N, "val": N}}
+    assert (tmp_path / "chunks" / "train" / "index.json").is_file() and (tmp_path / "chunks" / "val").is_dir()
+    proc = cli_process("train", "data=shards", f"data.root={tmp_path / 'shards'}", cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        "error: data=shards was removed in 0.2: rewrite shards with `convnetlab-data action=optimize "
+        "root=<the original folder> out=<dir>` and train with data=streaming data.root=<dir>; WebDataset tars can "
+        "still be read with the webdataset library"]
 
 
 # --- exact resume: LeNet-5 on digits written as litdata chunks --------------------------------------------
