@@ -1,40 +1,48 @@
 """Data-pipeline throughput: our uint8 pipeline vs the torchvision reference, images/s per worker.
 
-Run: python scripts/bench/data_pipeline.py   (prints a markdown table; ratio > 1 means ours is faster)
+Run: python scripts/bench/data_pipeline.py   (prints markdown tables; ratio > 1 means ours is faster)
 
 Writes ~500x375 JPEGs (ImageNet's typical size) to a temp folder, then loads them through a
 DataLoader with num_workers=0 and one torch thread (what each worker process gets), alternating
-the two pipelines, median of several passes:
+the pipelines, median of several passes; then times the JPEG decoders alone on the same files:
 
 - reference: torchvision.datasets.ImageFolder (PIL decode) + RandomResizedCrop + flip + ToTensor +
   Normalize for training; Resize + CenterCrop + ToTensor + Normalize for evaluation.
-- ours: ImageFolderDataset (torchvision decode, or PIL reduced-size JPEG decode when the crop
-  allows it) + the same crops as uint8 v2 ops; batches stay uint8 and are normalised later on the
-  device, so that work leaves the workers.
+- ours: ImageFolderDataset (``data/decode.py``: simplejpeg/libjpeg-turbo into the tensor's memory, 1/4 or
+  1/8 DCT-scaled when the crop allows it) + the same crops as uint8 v2 ops; batches stay uint8 and are
+  normalised later on the device, so that work leaves the workers.
+- previous: the same, decoding as before data/decode.py (torchvision ``decode_image`` from the path, PIL
+  ``draft`` for reduced sizes), to show what the decoder alone changed.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import platform
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import PIL
+import simplejpeg
 import torch
 import torchvision
 from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision import datasets
 from torchvision import transforms as T
+from torchvision.io import ImageReadMode, decode_image, decode_jpeg
+from torchvision.transforms.v2.functional import pil_to_tensor
 
 from convnetlab.data.augment import build_preset, decode_size
 from convnetlab.data.datamodule import IMAGENET_MEAN, IMAGENET_STD
+from convnetlab.data.decode import decode_bytes
 from convnetlab.data.folder import ImageFolderDataset, collate_present, list_classes
 from convnetlab.data.transforms import default_resize_size, eval_transform
 
@@ -61,12 +69,24 @@ def reference_loader(root: Path, image_size: int, train: bool, batch: int) -> Da
     return DataLoader(datasets.ImageFolder(str(root / "train"), transform), batch_size=batch, shuffle=train)
 
 
-def our_loader(root: Path, image_size: int, train: bool, batch: int, preset: str = "default") -> DataLoader:
+class PreviousDecode(ImageFolderDataset):
+    """ImageFolderDataset decoding RGB as read_image did before data/decode.py (torchvision, PIL draft)."""
+
+    def _read(self, path: str) -> torch.Tensor:
+        with Image.open(path) as im:
+            if self.decode_size and min(im.size) >= 4 * self.decode_size:
+                im.draft("RGB", (self.decode_size, self.decode_size))
+                return pil_to_tensor(im.convert("RGB"))
+        return decode_image(path, mode=ImageReadMode.RGB)
+
+
+def our_loader(root: Path, image_size: int, train: bool, batch: int, preset: str = "default",
+               dataset_class: type[ImageFolderDataset] = ImageFolderDataset) -> DataLoader:
     if train:
         transform, size = build_preset(preset, image_size), decode_size(preset, image_size)
     else:
         transform, size = eval_transform(image_size), default_resize_size(image_size)
-    dataset = ImageFolderDataset(root / "train", list_classes(root / "train"), 3, transform, decode_size=size)
+    dataset = dataset_class(root / "train", list_classes(root / "train"), 3, transform, decode_size=size)
     return DataLoader(dataset, batch_size=batch, shuffle=train, collate_fn=collate_present)
 
 
@@ -75,6 +95,29 @@ def images_per_second(loader: DataLoader) -> float:
     for images, _ in loader:
         seen += len(images)
     return seen / (time.perf_counter() - start)
+
+
+def decoders(decode_size: int | None) -> dict[str, Callable[[bytes], object]]:
+    """The JPEG decoders compared (RGB, from bytes in memory); ``decode_size`` asks for DCT scaling where
+    the decoder has it (torchvision's decode_jpeg has none, so it is left out then)."""
+    def pil(data: bytes) -> object:
+        with Image.open(io.BytesIO(data)) as im:
+            if decode_size:
+                im.draft("RGB", (decode_size, decode_size))
+            return pil_to_tensor(im.convert("RGB"))
+
+    options = {"PIL (draft when scaled)": pil, "simplejpeg (ours)": lambda data: decode_bytes(data, 3, decode_size)}
+    if not decode_size:
+        options["torchvision decode_jpeg"] = lambda data: decode_jpeg(
+            torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
+    return options
+
+
+def decode_ms(blobs: list[bytes], decode: Callable[[bytes], object]) -> float:
+    start = time.perf_counter()
+    for data in blobs:
+        decode(data)
+    return (time.perf_counter() - start) / len(blobs) * 1e3
 
 
 def cpu_name() -> str:
@@ -102,17 +145,29 @@ def main() -> None:
         print(f"machine: {cpu_name()} ({os.cpu_count()} cores), {torch.get_num_threads()} torch thread, "
               f"Python {sys.version.split()[0]}, torch {torch.__version__}, torchvision {torchvision.__version__}, "
               f"Pillow {PIL.__version__}; {args.images} JPEGs of 500x375 px, {mean_kb:.0f} KB mean\n")
-        print("| pipeline | crop px | reference img/s | ours img/s | ratio |")
-        print("|---|---|---|---|---|")
+        print(f"simplejpeg {simplejpeg.__version__}; load average before: {os.getloadavg()[0]:.2f}\n")
+        print("| pipeline | crop px | reference img/s | previous img/s | ours img/s | previous / ref | ours / ref |")
+        print("|---|---|---|---|---|---|---|")
         for name, size, train in cases:
             loaders = {"ref": reference_loader(root, size, train, args.batch),
+                       "previous": our_loader(root, size, train, args.batch, dataset_class=PreviousDecode),
                        "ours": our_loader(root, size, train, args.batch)}
             rates = {key: [] for key in loaders}
             for _ in range(args.repeats):
                 for key, loader in loaders.items():
                     rates[key].append(images_per_second(loader))
-            ref, ours = (statistics.median(rates[k]) for k in ("ref", "ours"))
-            print(f"| {name} | {size} | {ref:.0f} | {ours:.0f} | {ours / ref:.2f}x |")
+            ref, previous, ours = (statistics.median(rates[k]) for k in ("ref", "previous", "ours"))
+            print(f"| {name} | {size} | {ref:.0f} | {previous:.0f} | {ours:.0f} | {previous / ref:.2f}x | "
+                  f"{ours / ref:.2f}x |")
+        print("\nJPEG decode alone, RGB from bytes in memory, ms per image (median of the repeats):\n")
+        print("| decode | decoder | ms/image |")
+        print("|---|---|---|")
+        blobs = [path.read_bytes() for path in sorted(root.rglob("*.jpg"))]
+        for label, size in (("full size", None), ("1/8 (decode_size 37, eval at 32 px)", 37)):
+            for decoder, decode in decoders(size).items():
+                ms = statistics.median(decode_ms(blobs, decode) for _ in range(args.repeats))
+                print(f"| {label} | {decoder} | {ms:.2f} |")
+        print(f"\nload average after: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":
