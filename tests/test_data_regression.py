@@ -74,7 +74,7 @@ TINY_SHAPES_HASHES = {
 }
 DIGITS_HASH = "d1e6c3b0cbc29a456a6bcd51aec6f3d2fd4810b8e665dd50e69192bd88fb5e6c"
 # Streaming data (litdata chunks) replaced the tar shards in 0.2; pinned since then.
-STREAMING_HASH = "9da3f69e09891edc2fa317eb3c4c5f320ebfbdf9662f51439711abc78a2c5cfb"
+STREAMING_HASH = "e310e14dc28e948598a7d28e869aa76b88735c88f247cf7bafbd7d6292f51d62"
 SHAPES_DEFAULT_HASH = "51121c95ae39dc3466cda892881f13632943fc81f3a4488ed7c18fe2e17e476f"
 
 

@@ -241,6 +241,19 @@ def test_training_stream_resumes_mid_epoch_at_the_next_batch_with_the_same_augme
     assert epochs(resumed, resumed.train_dataloader(), 2) == [full[1][batches:], full[2]]
 
 
+def test_the_run_seed_keys_the_augmentation_and_data_seed_the_order(streaming):
+    first, other = (epochs(dm, dm.train_dataloader(), 1)[0] for dm in (fresh(streaming, 0, 2), fresh(streaming, 0, 2)))
+    assert first == other
+    torch.manual_seed(8)  # another run seed
+    dm = datamodule(streaming, batch_size=2, augment={"name": "default"})
+    dm.setup("fit")
+    again = epochs(dm, dm.train_dataloader(), 1)[0]
+    assert [b[0] for b in again] == [b[0] for b in first] and [b[2] for b in again] != [b[2] for b in first]
+    dm = datamodule(streaming, batch_size=2, seed=1)
+    dm.setup("fit")
+    assert [b[0] for b in epochs(dm, dm.train_dataloader(), 1)[0]] != [b[0] for b in first]
+
+
 def test_a_lone_last_image_sits_out_so_batchnorm_never_sees_a_batch_of_one(streaming):
     dm = fresh(streaming, 0, 3)
     assert [len(labels) for _, labels in dm.train_dataloader()] == [3] * 5  # 16 items: the 16th sits out

@@ -56,6 +56,7 @@ class StreamingImageDataset(StreamingDataset):
         self.location, self.num_items, self.channels, self.decode_size = input_dir, num_items, channels, decode_size
         self.bad_images = bad_images
         self.image_transform = transform
+        self.augment_seed = seed  # the run's seed once a loader is built (``StreamingSource.loader``)
 
     @property
     def transform(self) -> list[Callable]:
@@ -70,7 +71,7 @@ class StreamingImageDataset(StreamingDataset):
         if image is None:
             return None
         if self.image_transform is not None:
-            with keyed_rng(self.seed, self.current_epoch * self.num_items + int(item["index"])):
+            with keyed_rng(self.augment_seed, self.current_epoch * self.num_items + int(item["index"])):
                 image = self.image_transform(image)
         return image, int(item["label"])
 
@@ -180,8 +181,10 @@ class StreamingSource:
                collate_fn: Callable | None = None, rank: int = 0) -> StreamingImageLoader:
         """Training: litdata's ``drop_last`` under DDP (equal full batches on every rank; fewer than
         ranks x batch_size items sit out an epoch), or to avoid a lone last image. Evaluation reads
-        every item. Workers are not persistent: each epoch's workers start from the dataset's epoch."""
+        every item. Workers are not persistent: each epoch's workers start from the dataset's epoch.
+        ``seed`` (the run's) keys the augmentation, as for folders."""
         even = dataset.shuffle and (dataset.distributed_env.world_size > 1 or drop_last)
+        dataset.augment_seed = seed
         return StreamingImageLoader(
             dataset, batch_size=batch_size, num_workers=num_workers, drop_last=even, pin_memory=pin_memory,
             collate_fn=collate_fn or collate_present, generator=torch.Generator().manual_seed(seed),
