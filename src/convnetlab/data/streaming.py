@@ -153,7 +153,8 @@ class StreamingSource:
         return list(self.info["classes"])
 
     def prepare(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
+        if is_remote(self.location):  # the local folder beside the cache; a local root is only read
+            self.root.mkdir(parents=True, exist_ok=True)
 
     def check_split(self, split: str) -> None:
         if split not in self.info["splits"]:
