@@ -28,7 +28,6 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
-from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from convnetlab.errors import InputError
@@ -127,16 +126,13 @@ class ImageClassifier(pl.LightningModule):
             self.set_memory_format(bool(channels_last))
 
         top5 = min(5, num_classes)
-        # No input validation on the training metrics: it costs a device sync per step (torch.unique on the
-        # targets) and the same labels are validated by the val/test metrics.
-        self.train_acc1 = MulticlassAccuracy(num_classes, top_k=1, average="micro", validate_args=False)
-        self.train_acc5 = MulticlassAccuracy(num_classes, top_k=top5, average="micro", validate_args=False)
+        self._train_top_k = top5
+        # Training loss/top-1/top-5 of the epoch: running sums on the device (see _accumulate_train_epoch).
+        self._train_sums: torch.Tensor | None = None
         self.val_acc1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
         self.val_acc5 = MulticlassAccuracy(num_classes, top_k=top5, average="micro")
         self.test_acc1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
         self.test_acc5 = MulticlassAccuracy(num_classes, top_k=top5, average="micro")
-        # nan checks would sync the device every step; non-finite losses are the NonFiniteLoss callback's job
-        self.train_loss_mean = MeanMetric(nan_strategy="disable")
         self._loss_terms: dict[str, tuple[float, LossTerm]] = {}
         self._param_group_name = ""
         for name, index in registry.get(backbone["arch"]).builtin_aux.items():  # e.g. GoogLeNet's aux_logits
@@ -206,29 +202,52 @@ class ImageClassifier(pl.LightningModule):
             value = fn(out, targets)
             loss = loss + weight * value
             self._log_step_and_epoch(f"train/{name}", value, n)
-        hard = targets.argmax(dim=1) if targets.ndim == 2 else targets
-        self.train_acc1.update(logits.detach(), hard)
-        self.train_acc5.update(logits.detach(), hard)
-        self.train_loss_mean.update(loss.detach(), n)
+        self._accumulate_train_epoch(logits, targets, loss, n)
         self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=n)
         if self._is_last_train_batch(batch_idx):
-            self.log("train/loss_epoch", self.train_loss_mean, on_step=False, on_epoch=True)
-            self.log("train/acc1", self.train_acc1, on_step=False, on_epoch=True)
-            self.log("train/acc5", self.train_acc5, on_step=False, on_epoch=True)
+            self._log_train_epoch()
         return loss
 
-    def _is_last_train_batch(self, batch_idx: int) -> bool:
-        """True on the epoch's last batch; every batch when the epoch length is unknown (iterable data) or
-        when stepping outside a Trainer.
+    @torch.no_grad()
+    def _accumulate_train_epoch(self, logits: torch.Tensor, targets: torch.Tensor, loss: torch.Tensor, n: int) -> None:
+        """Add this batch's summed loss, top-1 and top-k hits and image count to the epoch's running sums.
 
-        The epoch metrics are updated every step but handed to ``self.log`` only here: each ``self.log``
-        call costs Lightning bookkeeping, and five per step were ~15% of a LeNet-5 step on digits
-        (scripts/bench/overhead.py). Lightning computes and resets them at epoch end as before.
+        Plain tensor ops on the device, no host sync: the per-step cost of three torchmetrics updates was a
+        measurable share of a small network's step (scripts/bench/overhead.py, LeNet-5 on digits).
+        """
+        hard = targets.argmax(dim=1) if targets.ndim == 2 else targets
+        hits = logits.detach().topk(self._train_top_k, dim=1).indices == hard[:, None]
+        batch = torch.stack([loss.detach().float() * n, hits[:, 0].sum().float(), hits.any(dim=1).sum().float(),
+                             torch.tensor(float(n), device=loss.device)])
+        self._train_sums = batch if self._train_sums is None else self._train_sums + batch
+
+    def _log_train_epoch(self) -> None:
+        """``train/loss_epoch``, ``train/acc1``, ``train/acc5`` of the epoch so far, summed over DDP ranks."""
+        if self._train_sums is None:
+            return
+        sums = self._train_sums
+        if self._trainer is not None and self._trainer.world_size > 1:
+            sums = self._trainer.strategy.reduce(sums.clone(), reduce_op="sum")
+        loss, top1, topk, count = sums / sums[3].clamp(min=1)
+        for name, value in (("train/loss_epoch", loss), ("train/acc1", top1), ("train/acc5", topk)):
+            self.log(name, value, on_step=False, on_epoch=True, batch_size=1)
+        self._train_sums = None
+
+    def on_train_epoch_end(self) -> None:
+        """An epoch of unknown length (iterable data) logs its training metrics here, after the callbacks'
+        epoch-end hooks; with a known length they were logged on its last batch, so callbacks see them."""
+        self._log_train_epoch()
+
+    def _is_last_train_batch(self, batch_idx: int) -> bool:
+        """True on the epoch's last batch (when its length is known) or when stepping outside a Trainer.
+
+        The epoch metrics are handed to ``self.log`` only here, not every step: each ``self.log`` call costs
+        Lightning bookkeeping, a measurable share of a small network's step (scripts/bench/overhead.py).
         """
         if self._trainer is None:
             return True
         batches = self._trainer.num_training_batches
-        return not math.isfinite(batches) or batch_idx + 1 >= batches
+        return math.isfinite(batches) and batch_idx + 1 >= batches
 
     def _log_step_and_epoch(self, name: str, value: torch.Tensor, n: int) -> None:
         """``name`` per step (the contract's metric name) and ``name_epoch`` as the epoch mean."""
