@@ -176,3 +176,13 @@ def test_an_explicit_format_skips_the_probe(tmp_path, monkeypatch, channels_last
 def test_an_unknown_memory_format_word_is_refused():
     with pytest.raises(InputError, match="channels_last='yes': use true, false or auto"):
         module("yes")
+
+
+def test_a_slow_model_is_timed_in_one_round(monkeypatch):
+    """A probe step over SLOW_STEP_S (a large model on a CPU): one warm-up and one timed step per format."""
+    seen = []
+    model = build_model(**LENET)
+    model.register_forward_hook(lambda m, args, out: seen.append(1))
+    monkeypatch.setattr(mf, "SLOW_STEP_S", 0.0)
+    mf.probe(model, SHAPE, CPU, rounds=3)
+    assert len(seen) == 4

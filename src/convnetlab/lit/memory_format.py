@@ -33,10 +33,12 @@ from pathlib import Path
 from typing import Any, ContextManager
 
 import torch
+from pytorch_lightning.utilities import rank_zero_info
 from torch import nn
 
 log = logging.getLogger(__name__)
 CACHE_FILE = "memory_format.json"
+SLOW_STEP_S = 1.0  # a probe step slower than this: time one round only
 # CPU features that decide which convolution kernels oneDNN picks.
 _KERNEL_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16", "asimd", "sve")
 
@@ -100,7 +102,9 @@ def probe(backbone: nn.Module, input_shape: tuple[int, ...], device: torch.devic
           timer: Callable[[], float] = time.perf_counter) -> tuple[float, float]:
     """Median ms per step of (NCHW, channels-last) for a copy of ``backbone`` on ``input_shape``.
 
-    One warm-up step per format (kernel selection, allocator), then ``rounds`` alternating timed steps.
+    One warm-up step per format (kernel selection, allocator), then ``rounds`` alternating timed steps;
+    one round when a warm-up step took over ``SLOW_STEP_S`` (a large model on a CPU), so the probe stays
+    a few steps long.
     """
     generator = torch.Generator().manual_seed(0)
     images = torch.randn(input_shape, generator=generator).to(device)
@@ -123,9 +127,8 @@ def probe(backbone: nn.Module, input_shape: tuple[int, ...], device: torch.devic
         _synchronize(device)
         return timer() - start
 
-    for fmt in models:
-        step(fmt)
-    for _ in range(rounds):
+    warmup = max(step(fmt) for fmt in models)
+    for _ in range(1 if warmup > SLOW_STEP_S else rounds):
         for fmt in models:
             times[fmt].append(step(fmt))
     nchw, last = (statistics.median(times[f]) * 1e3 for f in models)
@@ -145,6 +148,8 @@ def choose(backbone: nn.Module, spec: Mapping[str, Any], input_shape: tuple[int,
     cached = _read(path).get(key) if use_cache else None
     if cached is not None:
         return Choice(bool(cached["channels_last"]), cached.get("nchw_ms"), cached.get("channels_last_ms"), "cache")
+    rank_zero_info("timing a few training steps in NCHW and in channels-last to choose the faster (once per machine "
+             "and model; module.channels_last=true|false skips this)")
     nchw_ms, last_ms = (measure or probe)(backbone, input_shape, device, train=train, context=context)
     choice = Choice(last_ms < nchw_ms, round(nchw_ms, 3), round(last_ms, 3), "probe")
     if use_cache:
