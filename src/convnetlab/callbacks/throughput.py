@@ -2,7 +2,8 @@
 
 The first ``warmup_batches`` of every epoch are excluded (worker start-up, allocator warm-up, cudnn
 autotuning), data loading between batches is included (it is part of training speed), and
-validation is not. Results are exposed as attributes for ``metrics.json`` and logged at epoch end.
+validation and epoch-end work (checkpoints) are not: the window closes at the epoch's last batch (or when a
+validation starts inside an epoch). Results are exposed as attributes for ``metrics.json`` and logged at epoch end.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class TrainThroughput(pl.Callback):
         self._seconds_before = 0.0
         self._window_start: float | None = None
         self._window_images = 0
+        self._paused = False  # the window was closed for a validation inside the epoch
 
     @property
     def images_per_second(self) -> float:
@@ -51,17 +53,38 @@ class TrainThroughput(pl.Callback):
             self._window_start = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        if self._window_start is not None:
-            self._window_images += len(batch[0])
+        if self._window_start is None:
+            return
+        self._window_images += len(batch[0])
+        if batch_idx + 1 >= trainer.num_training_batches:  # the epoch's last batch: validation and epoch-end
+            self._close_window(trainer)                    # work (checkpoints) are not training
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Validation inside an epoch of unknown length, or mid-epoch (``val_check_interval``): pause."""
+        if trainer.state.fn == "fit" and not trainer.sanity_checking and self._close_window(trainer):
+            self._paused = True
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._paused:
+            self._paused = False
+            self._window_start = time.perf_counter()
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """The window closes here, not per batch: a per-batch device sync would slow the training it measures."""
-        if self._window_start is None or self._window_images == 0:
-            return
+        self._close_window(trainer)
+        self._paused = False
+        if self.images:
+            pl_module.log("train/images_per_s", self.images_per_second, on_epoch=True, rank_zero_only=True)
+
+    def _close_window(self, trainer: pl.Trainer) -> bool:
+        """Add the open window to the totals; one device sync per window, never per batch (it would slow the
+        training it measures). False when no window was open."""
+        if self._window_start is None:
+            return False
         _sync(trainer)
-        self.images += self._window_images
         self.seconds += time.perf_counter() - self._window_start
-        pl_module.log("train/images_per_s", self.images_per_second, on_epoch=True, rank_zero_only=True)
+        self.images += self._window_images
+        self._window_start, self._window_images = None, 0
+        return True
 
     def state_dict(self) -> dict:
         elapsed = self._seconds_before + time.perf_counter() - self._fit_start if self._fit_start else 0.0
