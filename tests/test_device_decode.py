@@ -118,3 +118,15 @@ def test_train_composes_with_decode_on_device(tmp_path, data_dir):
             "data.per_class_train=8", "data.per_class_val=4", "data.per_class_test=4", "model=lenet5",
             "trainer.max_epochs=1", "logger=csv", cwd=tmp_path, data_dir=data_dir)
     assert list(tmp_path.rglob("metrics.json"))
+
+
+def test_the_visualize_tool_reads_images_of_a_device_decoding_datamodule(tmp_path):
+    """Tools that read data outside a Trainer (visualize, probe) have no device to decode on: they decode
+    in the loader, whatever data.decode_on says."""
+    from omegaconf import OmegaConf
+
+    from convnetlab.cli.visualize import _inputs
+
+    dm = ImageFolderDataModule(_tree(tmp_path), image_size=32, batch_size=4, num_workers=0, decode_on="device")
+    images, labels, names = _inputs(OmegaConf.create({"images": None, "n_images": 2}), dm)
+    assert images.dtype == torch.uint8 and images.shape[1:] == (3, 32, 32) and len(labels) == len(names) >= 2

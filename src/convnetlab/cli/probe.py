@@ -32,6 +32,7 @@ def probe(cfg: DictConfig, output_dir: Path) -> tuple[list[dict], dict[str, str]
     rows, models = [], []
     for ckpt in ckpts:
         module, datamodule, _ = load_checkpoint(ckpt, cfg.get("data"))
+        datamodule.decode_on = "worker"  # batches are read here, outside a Trainer: decode them in the loader
         datamodule.setup("test")
         models.append(module.hparams.backbone.get("arch", type(module.backbone).__name__))
         table = invariance_table(module.to(cfg.device), datamodule.test_dataloader(), magnitudes, seed=cfg.seed)

@@ -34,6 +34,7 @@ def _inputs(cfg: DictConfig, datamodule) -> tuple[torch.Tensor, torch.Tensor, li
         images = cfg.images if isinstance(cfg.images, str) else list(cfg.images)
         files = image_files(images)[: cfg.n_images]
         return load_images(files, datamodule.channels, datamodule.eval_transform, datamodule.classes)
+    datamodule.decode_on = "worker"  # images are read here, outside a Trainer: decode them in the loader
     datamodule.setup("test")
     dataset = datamodule.test_dataloader().dataset
     if isinstance(dataset, IterableDataset):  # data=streaming: no indexing
