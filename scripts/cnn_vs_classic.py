@@ -50,6 +50,7 @@ SEEDS = (0, 1, 2)
 IMAGES_SEEN = 6000    # CNN budget: epochs so that each run sees about this many training images ...
 EPOCHS = (3, 100)     # ... but at least 3 and at most 100 epochs
 BATCH = 32            # CNN batch: ~190 steps per run for every size (a 128 batch left 5 epochs of digits at 50 steps)
+LR = 3e-3  # AdamW learning rate of the CNN runs (the documented Findings results used it)
 VALIDATIONS = 5       # validate about this often per run (val sets are larger than the smallest train sets)
 SHARED_KEYS, BASELINE_KEYS = ("data", "paths"), ("hog", "linear_svm", "rbf_svm", "forest")
 # One intra-op thread per process: small models on a shared 2-core machine run fastest that way.
@@ -124,7 +125,7 @@ def run_dataset(dataset: str, sizes: list[str], seeds: list[int], out: Path, ext
                 int(fixed) if fixed else epochs_for(round(per_class[s] * classes(root)), images_seen, epochs))
             for s in sizes}
     for (run_seeds, n_epochs), group in _grouped(keys).items():
-        defaults = ["logger=csv", "threads=1", "data.num_workers=0", f"data.batch_size={BATCH}",
+        defaults = ["logger=csv", "threads=1", "data.num_workers=0", f"data.batch_size={BATCH}", f"optimizer.lr={LR}",
                     "callbacks.step_checkpoint=null",
                     f"trainer.max_epochs={n_epochs}",
                     f"++trainer.check_val_every_n_epoch={max(1, n_epochs // VALIDATIONS)}"]
