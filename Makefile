@@ -22,7 +22,7 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(VENV)/bin/python -m pytest -n $(WORKERS) -m "not slow" --durations=10 $(PYTEST_ARGS)
 
-# All benchmarks of scripts/bench/ one after another (~20 min on 2 cores); tables in bench-results/<date>/.
+# All benchmarks of scripts/bench/ one after another (~30 min on 2 cores); tables in bench-results/<date>/.
 bench: $(STAMP)
 	$(VENV)/bin/python scripts/bench/run_all.py
 
