@@ -78,7 +78,7 @@ class EncodedCollate:
 class DeviceDecoder:
     """Decode an encoded batch on the device of its labels, then transform each image (keyed when ``seed``).
 
-    ``names(key)`` gives the file an error names; ``mix`` is the preset's batch mix (``augment.MixUpCutMix``)
+    ``names(key)`` gives the file an error names; ``mix`` is the preset's batch mix (``mixing.MixUpCutMix``)
     or None; ``bad_images`` as in ``ImageFolderDataset`` (``skip`` drops an undecodable image from its batch).
     """
 
