@@ -26,12 +26,13 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
-from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
+from pytorch_lightning.utilities import rank_zero_warn
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from convnetlab.errors import InputError
 from convnetlab.lit import memory_format
+from convnetlab.lit.epoch_sums import TrainEpochSums
 from convnetlab.lit.hparams import backbone_spec, scheduler_factory, scheduler_spec, to_plain
 from convnetlab.lit.param_groups import norm_parameter_names, split_weight_decay
 from convnetlab.models import build_model, registry
@@ -126,9 +127,7 @@ class ImageClassifier(pl.LightningModule):
             self.set_memory_format(bool(channels_last))
 
         top5 = min(5, num_classes)
-        self._train_top_k = top5
-        # Training loss/top-1/top-5 of the epoch: running sums on the device (see _accumulate_train_epoch).
-        self._train_sums: torch.Tensor | None = None
+        self._train_epoch = TrainEpochSums(top5)  # the epoch's training loss/top-1/top-5, logged once per epoch
         self.val_acc1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
         self.val_acc5 = MulticlassAccuracy(num_classes, top_k=top5, average="micro")
         self.test_acc1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
@@ -202,36 +201,21 @@ class ImageClassifier(pl.LightningModule):
             value = fn(out, targets)
             loss = loss + weight * value
             self._log_step_and_epoch(f"train/{name}", value, n)
-        self._accumulate_train_epoch(logits, targets, loss, n)
+        self._train_epoch.add(logits, targets, loss, n)
         self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=n)
         if self._is_last_train_batch(batch_idx):
             self._log_train_epoch()
         return loss
 
-    @torch.no_grad()
-    def _accumulate_train_epoch(self, logits: torch.Tensor, targets: torch.Tensor, loss: torch.Tensor, n: int) -> None:
-        """Add this batch's summed loss, top-1 and top-k hits and image count to the epoch's running sums.
-
-        Plain tensor ops on the device, no host sync: the per-step cost of three torchmetrics updates was a
-        measurable share of a small network's step (scripts/bench/overhead.py, LeNet-5 on digits).
-        """
-        hard = targets.argmax(dim=1) if targets.ndim == 2 else targets
-        hits = logits.detach().topk(self._train_top_k, dim=1).indices == hard[:, None]
-        batch = torch.stack([loss.detach().float() * n, hits[:, 0].sum().float(), hits.any(dim=1).sum().float(),
-                             torch.tensor(float(n), device=loss.device)])
-        self._train_sums = batch if self._train_sums is None else self._train_sums + batch
-
     def _log_train_epoch(self) -> None:
         """``train/loss_epoch``, ``train/acc1``, ``train/acc5`` of the epoch so far, summed over DDP ranks."""
-        if self._train_sums is None:
+        trainer = self._trainer
+        distributed = trainer is not None and trainer.world_size > 1
+        epoch = self._train_epoch.pop((lambda t: trainer.strategy.reduce(t, reduce_op="sum")) if distributed else None)
+        if epoch is None:
             return
-        sums = self._train_sums
-        if self._trainer is not None and self._trainer.world_size > 1:
-            sums = self._trainer.strategy.reduce(sums.clone(), reduce_op="sum")
-        loss, top1, topk, count = sums / sums[3].clamp(min=1)
-        for name, value in (("train/loss_epoch", loss), ("train/acc1", top1), ("train/acc5", topk)):
-            self.log(name, value, on_step=False, on_epoch=True, batch_size=1)
-        self._train_sums = None
+        for name, key in (("train/loss_epoch", "loss"), ("train/acc1", "acc1"), ("train/acc5", "acck")):
+            self.log(name, epoch[key], on_step=False, on_epoch=True, batch_size=1)
 
     def on_train_epoch_end(self) -> None:
         """An epoch of unknown length (iterable data) logs its training metrics here, after the callbacks'
@@ -308,26 +292,12 @@ class ImageClassifier(pl.LightningModule):
         self.backbone = self.backbone.to(memory_format=torch.channels_last if channels_last
                                          else torch.contiguous_format)
 
-    def _resolve_memory_format(self, stage: str) -> None:
-        """``channels_last="auto"``: time both formats on a batch of the data's shape (or read the cached
-        answer) on the device the run uses; every DDP rank takes rank 0's answer. A resumed run then takes
-        its checkpoint's format instead (``on_load_checkpoint`` runs after ``setup``)."""
-        shape = memory_format.input_shape(getattr(self.trainer, "datamodule", None), train=stage == "fit")
-        if shape is None:
-            self.set_memory_format(False)
-            return
-        trainer = self.trainer
-        choice = memory_format.choose(self.backbone, self.hparams.backbone, shape, trainer.strategy.root_device,
-                                      train=stage == "fit", precision=str(trainer.precision),
-                                      context=trainer.precision_plugin.forward_context)
-        self.set_memory_format(bool(trainer.strategy.broadcast(choice.channels_last, src=0)))
-        rank_zero_info(choice.describe())
-
     def setup(self, stage: str) -> None:
         """Resolve ``channels_last="auto"``; compile the backbone for fitting (``compile=True``); warn when the
         data's eval crop/resize differ from those the pretrained weights were measured with."""
-        if self._channels_last is None:
-            self._resolve_memory_format(stage)
+        if self._channels_last is None:  # "auto"; a resumed run then takes its checkpoint's (on_load_checkpoint)
+            self.set_memory_format(memory_format.choose_for_run(self.backbone, self.hparams.backbone, self.trainer,
+                                                                train=stage == "fit"))
         if stage == "fit" and self.hparams.get("compile", False):
             self.compile_backbone()
         datamodule = getattr(self.trainer, "datamodule", None)

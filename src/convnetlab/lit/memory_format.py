@@ -214,3 +214,16 @@ def _add(path: Path, key: str, entry: dict[str, Any]) -> dict[str, Any]:
     except OSError as error:
         log.warning("could not cache the memory-format choice in %s: %s", path, error)
     return entry
+
+
+def choose_for_run(backbone: nn.Module, spec: Mapping[str, Any], trainer: Any, train: bool) -> bool:
+    """Whether ``trainer``'s run should use channels-last: measured (or cached) on a batch of its datamodule's
+    shape, on its device and under its precision; every DDP rank takes rank 0's answer. NCHW when the
+    datamodule does not say its batch shape."""
+    shape = input_shape(getattr(trainer, "datamodule", None), train=train)
+    if shape is None:
+        return False
+    choice = choose(backbone, spec, shape, trainer.strategy.root_device, train=train,
+                    precision=str(trainer.precision), context=trainer.precision_plugin.forward_context)
+    rank_zero_info(choice.describe())
+    return bool(trainer.strategy.broadcast(choice.channels_last, src=0))
