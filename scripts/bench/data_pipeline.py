@@ -8,9 +8,12 @@ the pipelines, median of several passes; then times the JPEG decoders alone on t
 
 - reference: torchvision.datasets.ImageFolder (PIL decode) + RandomResizedCrop + flip + ToTensor +
   Normalize for training; Resize + CenterCrop + ToTensor + Normalize for evaluation.
-- ours: ImageFolderDataset (``data/decode.py``: simplejpeg/libjpeg-turbo into the tensor's memory, 1/4 or
-  1/8 DCT-scaled when the crop allows it) + the same crops as uint8 v2 ops; batches stay uint8 and are
-  normalised later on the device, so that work leaves the workers.
+- ours: ImageFolderDataset (``data/decode.py``: libjpeg-turbo into the tensor's memory, 1/4 or 1/8
+  DCT-scaled when the crop allows it, and for random-resized crops only the crop's region, through
+  ``data/jpeg_region.py``) + the same crops as uint8 v2 ops; batches stay uint8 and are normalised later
+  on the device, so that work leaves the workers.
+- whole-JPEG: the same, decoding every JPEG whole (simplejpeg) before cropping, to show what the region
+  decode adds.
 - previous: the same, decoding as before data/decode.py (torchvision ``decode_image`` from the path, PIL
   ``draft`` for reduced sizes), to show what the decoder alone changed.
 """
@@ -42,7 +45,7 @@ from torchvision.transforms.v2.functional import pil_to_tensor
 
 from convnetlab.data.augment import build_preset, decode_size
 from convnetlab.data.datamodule import IMAGENET_MEAN, IMAGENET_STD
-from convnetlab.data.decode import decode_bytes
+from convnetlab.data.decode import decode_bytes, read_image
 from convnetlab.data.folder import ImageFolderDataset, collate_present, list_classes
 from convnetlab.data.transforms import default_resize_size, eval_transform
 
@@ -72,12 +75,22 @@ def reference_loader(root: Path, image_size: int, train: bool, batch: int) -> Da
 class PreviousDecode(ImageFolderDataset):
     """ImageFolderDataset decoding RGB as read_image did before data/decode.py (torchvision, PIL draft)."""
 
-    def _read(self, path: str) -> torch.Tensor:
+    def _read(self, path: str, transform: Callable | None = None) -> torch.Tensor:
         with Image.open(path) as im:
             if self.decode_size and min(im.size) >= 4 * self.decode_size:
                 im.draft("RGB", (self.decode_size, self.decode_size))
-                return pil_to_tensor(im.convert("RGB"))
-        return decode_image(path, mode=ImageReadMode.RGB)
+                image = pil_to_tensor(im.convert("RGB"))
+            else:
+                image = decode_image(path, mode=ImageReadMode.RGB)
+        return transform(image) if transform is not None else image
+
+
+class WholeDecode(ImageFolderDataset):
+    """ImageFolderDataset decoding every JPEG whole with simplejpeg, then cropping (no region decode)."""
+
+    def _read(self, path: str, transform: Callable | None = None) -> torch.Tensor:
+        image = read_image(path, self.channels, self.decode_size)
+        return transform(image) if transform is not None else image
 
 
 def our_loader(root: Path, image_size: int, train: bool, batch: int, preset: str = "default",
@@ -146,19 +159,21 @@ def main() -> None:
               f"Python {sys.version.split()[0]}, torch {torch.__version__}, torchvision {torchvision.__version__}, "
               f"Pillow {PIL.__version__}; {args.images} JPEGs of 500x375 px, {mean_kb:.0f} KB mean\n")
         print(f"simplejpeg {simplejpeg.__version__}; load average before: {os.getloadavg()[0]:.2f}\n")
-        print("| pipeline | crop px | reference img/s | previous img/s | ours img/s | previous / ref | ours / ref |")
-        print("|---|---|---|---|---|---|---|")
+        print("| pipeline | crop px | reference img/s | previous img/s | whole-JPEG img/s | ours img/s | previous / ref "
+              "| whole-JPEG / ref | ours / ref |")
+        print("|---|---|---|---|---|---|---|---|---|")
         for name, size, train in cases:
             loaders = {"ref": reference_loader(root, size, train, args.batch),
                        "previous": our_loader(root, size, train, args.batch, dataset_class=PreviousDecode),
+                       "whole": our_loader(root, size, train, args.batch, dataset_class=WholeDecode),
                        "ours": our_loader(root, size, train, args.batch)}
             rates = {key: [] for key in loaders}
             for _ in range(args.repeats):
                 for key, loader in loaders.items():
                     rates[key].append(images_per_second(loader))
-            ref, previous, ours = (statistics.median(rates[k]) for k in ("ref", "previous", "ours"))
-            print(f"| {name} | {size} | {ref:.0f} | {previous:.0f} | {ours:.0f} | {previous / ref:.2f}x | "
-                  f"{ours / ref:.2f}x |")
+            ref, previous, whole, ours = (statistics.median(rates[k]) for k in ("ref", "previous", "whole", "ours"))
+            print(f"| {name} | {size} | {ref:.0f} | {previous:.0f} | {whole:.0f} | {ours:.0f} | {previous / ref:.2f}x | "
+                  f"{whole / ref:.2f}x | {ours / ref:.2f}x |")
         print("\nJPEG decode alone, RGB from bytes in memory, ms per image (median of the repeats):\n")
         print("| decode | decoder | ms/image |")
         print("|---|---|---|")

@@ -1,21 +1,26 @@
 """Image bytes -> uint8 (C, H, W) tensors: the one decoder behind every image the data pipeline reads.
 
-``read_image`` reads a file, ``decode_bytes`` decodes bytes from any source (folders, shards, streams);
-both raise one ``BadImageError`` line naming the image.
+``read_image`` reads a file, ``decode_bytes`` decodes bytes from any source (folders, streams); both
+raise one ``BadImageError`` line naming the image. ``read_transformed``/``decode_transformed`` also apply
+the per-image transform, and when it starts with a random-resized crop they decode only the crop
+(``jpeg_region``): the same pixels, without decoding what the crop throws away.
 """
 
 from __future__ import annotations
 
 import io
 import math
+from collections.abc import Callable
 
 import numpy as np
 import simplejpeg
 import torch
 from PIL import Image
 from torchvision.io import ImageReadMode, decode_image
-from torchvision.transforms.v2.functional import pil_to_tensor, rgb_to_grayscale
+from torchvision.transforms import v2
+from torchvision.transforms.v2.functional import pil_to_tensor, resize, rgb_to_grayscale
 
+from convnetlab.data import jpeg_region
 from convnetlab.errors import BadImageError
 
 JPEG_SIGNATURE = b"\xff\xd8\xff"
@@ -38,12 +43,21 @@ def read_image(path: str, channels: int, decode_size: int | None = None) -> torc
     torchvision cannot read). Why simplejpeg and not torchvision's decoder, measured: the "Data pipeline"
     section of scripts/bench/README.md.
     """
+    return decode_bytes(_read_bytes(path), channels, decode_size, path)
+
+
+def read_transformed(path: str, channels: int, decode_size: int | None, transform: Callable | None) -> torch.Tensor:
+    """``transform(read_image(path, channels, decode_size))``, decoding only the crop when it can
+    (``decode_transformed``)."""
+    return decode_transformed(_read_bytes(path), channels, decode_size, transform, path)
+
+
+def _read_bytes(path: str) -> bytes:
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            return f.read()
     except OSError as e:
         raise BadImageError(f"cannot decode image {path}: {e.strerror or e}") from e
-    return decode_bytes(data, channels, decode_size, path)
 
 
 def decode_bytes(data: bytes, channels: int, decode_size: int | None = None, name: str = "<bytes>") -> torch.Tensor:
@@ -67,6 +81,65 @@ def decode_bytes(data: bytes, channels: int, decode_size: int | None = None, nam
     if image.shape[0] != channels:  # WebP ignores GRAY mode and stays RGB
         image = rgb_to_grayscale(image)
     return image
+
+
+def decode_transformed(data: bytes, channels: int, decode_size: int | None, transform: Callable | None,
+                       name: str = "<bytes>") -> torch.Tensor:
+    """``transform(decode_bytes(data, channels, decode_size, name))``, with the same random draws and pixels.
+
+    When ``transform`` is a ``v2.Compose`` whose first step is a ``RandomResizedCrop`` and ``data`` is a
+    JPEG the region decoder reads, the crop is drawn from the image size in the header and only that
+    region is decoded (``jpeg_region``), then resized and passed to the remaining steps. A crop keeps
+    about half the image on average, so this skips much of the decode (measured: "Data pipeline" in
+    scripts/bench/README.md). A damaged file is then reported when a crop first reaches the damage.
+    """
+    plan = _leading_crop(transform)
+    if plan is not None and jpeg_region.available() and data[:3] == JPEG_SIGNATURE:
+        try:
+            image = _decode_crop(data, channels, decode_size, plan[0])
+        except (RuntimeError, ValueError) as e:
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise BadImageError(f"cannot decode image {name}: {reason}") from e
+        if image is not None:
+            return plan[1](image)
+    image = decode_bytes(data, channels, decode_size, name)
+    return transform(image) if transform is not None else image
+
+
+_CROP_PLANS: dict[int, tuple[Callable, tuple[v2.RandomResizedCrop, Callable] | None]] = {}
+
+
+def _leading_crop(transform: Callable | None) -> tuple[v2.RandomResizedCrop, Callable] | None:
+    """``(the leading RandomResizedCrop, the steps after it)`` of a ``v2.Compose``, else None (cached)."""
+    if transform is None:
+        return None
+    cached = _CROP_PLANS.get(id(transform))
+    if cached is not None and cached[0] is transform:
+        return cached[1]
+    steps = transform.transforms if isinstance(transform, v2.Compose) else []
+    plan = None
+    if steps and type(steps[0]) is v2.RandomResizedCrop:
+        rest = v2.Compose(steps[1:]) if len(steps) > 1 else (lambda image: image)
+        plan = (steps[0], rest)
+    _CROP_PLANS[id(transform)] = (transform, plan)
+    return plan
+
+
+def _decode_crop(data: bytes, channels: int, decode_size: int | None, crop: v2.RandomResizedCrop
+                 ) -> torch.Tensor | None:
+    """The crop's region decoded and resized to the crop size; None for JPEGs the region decoder does not read."""
+    height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
+    if colorspace not in _SIMPLEJPEG_COLORSPACES:
+        return None
+    scale = jpeg_scale(height, width, decode_size)
+    # The crop's parameters are drawn exactly as RandomResizedCrop draws them for the decoded image, from
+    # a stand-in of its shape (an expanded scalar: no memory).
+    shape = torch.empty((), dtype=torch.uint8).expand(channels, math.ceil(height / scale), math.ceil(width / scale))
+    box = crop.make_params([shape])
+    pixels = jpeg_region.decode_region(data, channels, scale, box["top"], box["left"], box["height"], box["width"])
+    # (C, H, W) view of the (H, W, C) array: channels-last memory, where torch's uint8 resize is fastest.
+    region = torch.from_numpy(pixels).permute(2, 0, 1)
+    return resize(region, list(crop.size), interpolation=crop.interpolation, antialias=crop.antialias)
 
 
 def jpeg_scale(height: int, width: int, decode_size: int | None) -> int:

@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 from torch.utils.data import Dataset, default_collate
 
-from convnetlab.data.decode import read_image
+from convnetlab.data.decode import read_image, read_transformed
 from convnetlab.errors import BadImageError, InputError, MissingFileError
 
 STREAMING_INFO = "classes.json"  # classes and split sizes, written by streaming_writer.optimize_folder
@@ -178,9 +178,10 @@ class ImageFolderDataset(Dataset):
                     "\n  ".join(problems))
         return problems
 
-    def _read(self, path: str) -> torch.Tensor | None:
+    def _read(self, path: str, transform: Callable | None = None) -> torch.Tensor | None:
+        """The decoded image (``transform``-ed, see ``read_transformed``), or None for a skipped bad file."""
         try:
-            return read_image(path, self.channels, self.decode_size)
+            return read_transformed(path, self.channels, self.decode_size, transform)
         except RuntimeError as error:
             if self.bad_images == "error":
                 raise BadImageError(f"{error}; {BAD_IMAGE_HINT}") from error
@@ -192,12 +193,11 @@ class ImageFolderDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | None:
         path, label = self.samples[index]
-        image = self._images[index] if self._images is not None else self._read(path)
-        if image is None:
-            return None
-        if self.transform is not None:
-            image = self.transform(image)
-        return image, label
+        if self._images is None:
+            image = self._read(path, self.transform)
+            return None if image is None else (image, label)
+        image = self._images[index]
+        return (self.transform(image) if self.transform is not None else image), label
 
 
 def collate_present(batch: list) -> Any:

@@ -28,7 +28,7 @@ from litdata import StreamingDataLoader, StreamingDataset
 from litdata.utilities.dataset_utilities import get_default_cache_dir
 from litdata.utilities.env import _DistributedEnv
 
-from convnetlab.data.decode import decode_bytes
+from convnetlab.data.decode import decode_transformed
 from convnetlab.data.folder import BAD_IMAGE_POLICIES, collate_present
 from convnetlab.data.image_datamodule import ImageDataModule
 from convnetlab.data.loaders import worker_init
@@ -67,17 +67,15 @@ class StreamingImageDataset(StreamingDataset):
         self.image_transform = transform
 
     def _sample(self, item: dict[str, Any]) -> tuple[torch.Tensor, int] | None:
-        image = self._decode(item["image"], item["name"])
-        if image is None:
-            return None
-        if self.image_transform is not None:
-            with keyed_rng(self.augment_seed, self.current_epoch * self.num_items + int(item["index"])):
-                image = self.image_transform(image)
-        return image, int(item["label"])
+        with keyed_rng(self.augment_seed, self.current_epoch * self.num_items + int(item["index"])):
+            image = self._decode(item["image"], item["name"])
+        return None if image is None else (image, int(item["label"]))
 
     def _decode(self, data: bytes, name: str) -> torch.Tensor | None:
+        """The item's image, decoded and transformed (``decode_transformed``); None for a skipped bad item."""
         try:
-            return decode_bytes(bytes(data), self.channels, self.decode_size, name=f"{self.location}: {name}")
+            return decode_transformed(bytes(data), self.channels, self.decode_size, self.image_transform,
+                                      name=f"{self.location}: {name}")
         except BadImageError as e:
             if self.bad_images == "error":
                 raise BadImageError(f"{e}; rewrite the data from a folder checked with `convnetlab-data "

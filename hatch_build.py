@@ -1,0 +1,38 @@
+"""Install-time build of the JPEG region decoder (src/convnetlab/data/_jpeg_region.c), a plain C library
+the package loads with ctypes (data/jpeg_region.py).
+
+It links the system's libjpeg-turbo (Debian/Ubuntu: libjpeg-dev). The build is optional: without a C
+compiler or the libjpeg headers the package installs without it, prints why, and decodes whole JPEGs
+instead (the same pixels, more slowly).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from hatchling.builders.hooks.plugin.interface import BuildHookInterface
+
+SOURCE = Path("src/convnetlab/data/_jpeg_region.c")
+
+
+class JpegRegionBuildHook(BuildHookInterface):
+    def initialize(self, version: str, build_data: dict) -> None:
+        source = Path(self.root) / SOURCE
+        target = source.with_suffix(".ctypes.so")  # not plain .so: Python would try to import it
+        compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+        if compiler is None:
+            self.app.display_warning("convnetlab: no C compiler, so no JPEG region decoder (whole JPEGs are decoded)")
+            return
+        command = [compiler, "-O2", "-shared", "-fPIC", str(source), "-ljpeg", "-o", str(target)]
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0:
+            reason = (result.stderr.strip().splitlines() or ["unknown error"])[-1]
+            self.app.display_warning(f"convnetlab: JPEG region decoder not built ({reason}); install libjpeg-dev "
+                                     "and reinstall for faster training crops")
+            return
+        build_data["pure_python"] = False
+        build_data["infer_tag"] = True
+        build_data["artifacts"].append(str(target.relative_to(self.root)))  # ignored by git, so named here

@@ -1,0 +1,187 @@
+"""The JPEG region decoder (data/jpeg_region.py) and the crop-first decode it enables (data/decode.py):
+the same pixels and the same random draws as decoding the whole JPEG, then transforming."""
+
+import io
+import math
+import shutil
+import sysconfig
+from pathlib import Path
+
+import numpy as np
+import pytest
+import simplejpeg
+import torch
+from PIL import Image
+
+from convnetlab.data import decode, jpeg_region
+from convnetlab.data.augment import build_preset, decode_size
+from convnetlab.data.decode import decode_bytes, decode_transformed, read_transformed
+from convnetlab.data.folder import ImageFolderDataset, list_classes
+from convnetlab.data.resumable import keyed_rng
+from convnetlab.errors import BadImageError
+
+
+def _photo(size: tuple[int, int], seed: int) -> np.ndarray:
+    """Smooth colour fields plus sensor-like noise (what photos look like to a JPEG codec)."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w] / max(w, h)
+    base = 128 + 90 * np.sin(rng.uniform(-6, 6, 3) * xx[..., None] + rng.uniform(-6, 6, 3) * yy[..., None]
+                             + rng.uniform(0, 6, 3))
+    return np.clip(base + rng.normal(0, 18, (h, w, 3)), 0, 255).astype(np.uint8)
+
+
+def _jpeg(pixels: np.ndarray, mode: str = "RGB", **options) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).convert(mode).save(buffer, "JPEG", quality=90, **options)
+    return buffer.getvalue()
+
+
+# Chroma subsampling 4:2:0 (PIL's default), 4:2:2, 4:4:4; progressive; grayscale; sizes that are not
+# multiples of an iMCU; restart markers.
+ENCODINGS = {
+    "420": {}, "422": {"subsampling": 1}, "444": {"subsampling": 0}, "progressive": {"progressive": True},
+    "restart markers": {"restart_marker_rows": 1},
+}
+
+
+def _header_present() -> bool:
+    include = Path(sysconfig.get_config_var("INCLUDEDIR") or "/usr/include")
+    return any((folder / "jpeglib.h").exists() for folder in (include, Path("/usr/include"), Path("/usr/local/include")))
+
+
+def test_the_region_decoder_is_built_where_it_can_be():
+    """The install builds it wherever a C compiler and the libjpeg headers exist (as on CI): a silent
+    fallback to whole decodes would only show up as slower training."""
+    if not (shutil.which("cc") or shutil.which("gcc")) or not _header_present():
+        pytest.skip("no C compiler or libjpeg headers: the package falls back to whole decodes")
+    assert jpeg_region.available(), f"{jpeg_region.LIBRARY} missing: run `make setup` (pip install -e .)"
+
+
+needs_decoder = pytest.mark.skipif(not jpeg_region.available(), reason="region decoder not built")
+
+
+@needs_decoder
+@pytest.mark.parametrize("encoding", list(ENCODINGS) + ["gray"])
+@pytest.mark.parametrize("size", [(203, 157), (500, 375)])
+def test_regions_are_bit_identical_to_a_slice_of_the_whole_decode(encoding, size):
+    data = _jpeg(_photo(size, seed=size[0]), "L" if encoding == "gray" else "RGB", **ENCODINGS.get(encoding, {}))
+    rng = np.random.default_rng(0)
+    height, width, _, _ = simplejpeg.decode_jpeg_header(data)
+    for channels in (3, 1):
+        for scale in (1, 4, 8):
+            whole = simplejpeg.decode_jpeg(data, "RGB" if channels == 3 else "GRAY",
+                                           min_height=math.ceil(height / scale), min_width=math.ceil(width / scale))
+            rows, cols = whole.shape[:2]
+            # Edges, single pixels and the whole image, then random regions.
+            boxes = [(0, 0, rows, cols), (0, 0, 1, 1), (rows - 1, cols - 1, 1, 1), (0, cols - 1, rows, 1),
+                     (rows // 2, 0, rows - rows // 2, cols)]
+            for _ in range(12):
+                h, w = int(rng.integers(1, rows + 1)), int(rng.integers(1, cols + 1))
+                boxes.append((int(rng.integers(0, rows - h + 1)), int(rng.integers(0, cols - w + 1)), h, w))
+            for top, left, h, w in boxes:
+                region = jpeg_region.decode_region(data, channels, scale, top, left, h, w)
+                np.testing.assert_array_equal(region, whole[top:top + h, left:left + w],
+                                              err_msg=f"{channels} ch, 1/{scale}, region {(top, left, h, w)}")
+
+
+@needs_decoder
+def test_a_region_outside_the_image_or_in_damaged_data_is_an_error():
+    data = _jpeg(_photo((64, 48), seed=1))
+    with pytest.raises(ValueError, match="outside the 64x48 image"):
+        jpeg_region.decode_region(data, 3, 1, 40, 0, 9, 64)
+    with pytest.raises(ValueError):
+        jpeg_region.decode_region(data[: len(data) // 2], 3, 1, 0, 0, 48, 64)  # the region reaches the cut
+
+
+def _items(dataset: ImageFolderDataset, seed: int = 7) -> list[torch.Tensor]:
+    out = []
+    for key in range(len(dataset)):
+        with keyed_rng(seed, key):
+            out.append(dataset[key][0])
+    return out
+
+
+@pytest.fixture
+def jpeg_folder(tmp_path):
+    for i in range(6):
+        folder = tmp_path / "train" / f"c{i % 2}"
+        folder.mkdir(parents=True, exist_ok=True)
+        size = [(300, 225), (160, 200), (97, 131)][i % 3]
+        (folder / f"{i}.jpg").write_bytes(_jpeg(_photo(size, seed=i), "L" if i == 5 else "RGB"))
+    return tmp_path / "train"
+
+
+@needs_decoder
+@pytest.mark.parametrize("preset, image_size", [("default", 64), ("default", 32), ("tv_v2", 48), ("inception", 64)])
+def test_crop_first_training_items_equal_decode_then_transform(jpeg_folder, monkeypatch, preset, image_size):
+    """Same images and the same random draws (a later step's draws follow the crop's) as a whole decode,
+    including DCT-scaled decodes; and the region decoder really ran for every item."""
+    transform = build_preset(preset, image_size)
+    dataset = ImageFolderDataset(jpeg_folder, list_classes(jpeg_folder), 3, transform,
+                                 decode_size=decode_size(preset, image_size))
+    calls = []
+    real = jpeg_region.decode_region
+    monkeypatch.setattr(jpeg_region, "decode_region", lambda *a: calls.append(a) or real(*a))
+    cropped_first = _items(dataset)
+    assert len(calls) == len(dataset)
+    monkeypatch.setattr(jpeg_region, "available", lambda: False)
+    whole_first = _items(dataset)
+    assert len(calls) == len(dataset)
+    for new, old in zip(cropped_first, whole_first):
+        assert new.shape == (3, image_size, image_size)
+        assert torch.equal(new, old)
+
+
+@needs_decoder
+def test_transforms_that_do_not_start_with_a_random_crop_decode_whole_images(jpeg_folder, monkeypatch):
+    monkeypatch.setattr(jpeg_region, "decode_region", lambda *a: pytest.fail("no region decode expected"))
+    data = (next(jpeg_folder.rglob("*.jpg"))).read_bytes()
+    for transform in (build_preset("alexnet", 32), build_preset("none", 32), None):
+        with keyed_rng(1, 0):
+            out = decode_transformed(data, 3, None, transform)
+        with keyed_rng(1, 0):
+            expected = decode_bytes(data, 3)
+            expected = transform(expected) if transform is not None else expected
+        assert torch.equal(out, expected)
+
+
+def test_cmyk_jpegs_and_other_formats_take_the_whole_decode(tmp_path, monkeypatch):
+    monkeypatch.setattr(jpeg_region, "decode_region", lambda *a: pytest.fail("no region decode expected"))
+    transform = build_preset("default", 32)
+    for name, data in (("cmyk.jpg", _jpeg(_photo((80, 60), seed=2), "CMYK")),
+                       ("photo.png", _png(_photo((80, 60), seed=3)))):
+        with keyed_rng(1, 0):
+            out = decode_transformed(data, 3, None, transform, name)
+        with keyed_rng(1, 0):
+            assert torch.equal(out, transform(decode_bytes(data, 3)))
+
+
+def _png(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_without_the_built_library_items_are_the_same_and_the_call_says_how_to_build_it(jpeg_folder, monkeypatch):
+    transform = build_preset("default", 32)
+    dataset = ImageFolderDataset(jpeg_folder, list_classes(jpeg_folder), 3, transform)
+    expected = _items(dataset)
+    monkeypatch.setattr(jpeg_region, "_LIBRARY", None)
+    assert not jpeg_region.available()
+    assert all(torch.equal(a, b) for a, b in zip(_items(dataset), expected))
+    with pytest.raises(RuntimeError, match="libjpeg-dev"):
+        jpeg_region.decode_region(b"", 3, 1, 0, 0, 1, 1)
+
+
+@needs_decoder
+def test_a_damaged_file_is_one_line_naming_it_when_the_crop_reaches_the_damage(tmp_path):
+    path = tmp_path / "cut.jpg"
+    data = _jpeg(_photo((120, 90), seed=4))
+    path.write_bytes(data[: len(data) // 3])
+    # scale (1, 1): the crop is the whole image, so it always reaches the cut.
+    transform = build_preset("default", 32, scale=(1.0, 1.0))
+    assert decode._leading_crop(transform) is not None
+    with pytest.raises(BadImageError, match=f"cannot decode image {path}") as error:
+        read_transformed(str(path), 3, None, transform)
+    assert "\n" not in str(error.value)
