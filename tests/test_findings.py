@@ -17,7 +17,7 @@ import yaml
 from PIL import Image
 from torch import nn
 
-from convnetlab.analysis import findings
+from convnetlab.analysis import findings, verdicts
 from convnetlab.analysis.complexity import count_parameters
 from convnetlab.analysis.filter_structure import filters_at_init_and_trained, low_frequency_share, noise_share
 from convnetlab.analysis.generations import generations_table
@@ -249,18 +249,18 @@ def test_margin_std_is_the_sum_of_the_two_rows_sample_stds(tmp_path):
     # a: 0.70, 0.80 (mean 0.75, std 0.0707); b: 0.60, 0.62 (mean 0.61, std 0.0141): spread 0.0849
     rows = rows_of(tmp_path, {"a": [0.70, 0.80], "b": [0.60, 0.62]})
     check = {"column": "val/acc1", "higher": "block=a", "than": "block=b", "margin": "std"}
-    result = findings.evaluate_check(rows, check, ACC)
+    result = verdicts.evaluate_check(rows, check, ACC)
     assert result.margin == pytest.approx(0.1 / math.sqrt(2) + 0.02 / math.sqrt(2))
     assert (result.a, result.b, result.holds) == (pytest.approx(0.75), pytest.approx(0.61), True)  # 0.14 > 0.085
     assert result.text == ("block=a: val top-1 higher than block=b by more than the seeds' spread: 75.0% vs 61.0%, "
                            "margin 8.5%")
-    assert not findings.evaluate_check(rows, {**check, "margin": 0.15}, ACC).holds  # 0.14 is not > 0.15
-    assert findings.evaluate_check(rows, {**check, "margin": 0.13}, ACC).holds
+    assert not verdicts.evaluate_check(rows, {**check, "margin": 0.15}, ACC).holds  # 0.14 is not > 0.15
+    assert verdicts.evaluate_check(rows, {**check, "margin": 0.13}, ACC).holds
     lower = {"column": "val/acc1", "lower": "block=a", "than": "block=b", "margin": "-std"}
-    assert not findings.evaluate_check(rows, lower, ACC).holds  # a is above b by more than the spread
+    assert not verdicts.evaluate_check(rows, lower, ACC).holds  # a is above b by more than the spread
     wide = rows_of(tmp_path / "wide", {"a": [0.55, 0.95], "b": [0.60, 0.62]})  # same mean gap, std 0.28
-    assert not findings.evaluate_check(wide, check, ACC).holds
-    assert findings.evaluate_check(wide, {**check, "higher": "block=b", "than": "block=a", "margin": "-std"}, ACC).holds
+    assert not verdicts.evaluate_check(wide, check, ACC).holds
+    assert verdicts.evaluate_check(wide, {**check, "higher": "block=b", "than": "block=a", "margin": "-std"}, ACC).holds
 
 
 def test_verdict_is_confirmed_when_all_checks_hold_partly_when_some_not_reproduced_when_none(tmp_path):
@@ -268,15 +268,15 @@ def test_verdict_is_confirmed_when_all_checks_hold_partly_when_some_not_reproduc
     accuracy = {"column": "val/acc1", "higher": "block=stack3", "than": "block=conv", "margin": "std"}
     cheaper = {"column": "params", "lower": "block=stack3", "than": "block=conv"}
     above_chance = {"column": "val/acc1", "higher": "block=conv", "than": 0.1}
-    assert findings.evaluate_verdict(rows, [accuracy, cheaper, above_chance], ACC)[0] == "confirmed"
+    assert verdicts.evaluate_verdict(rows, [accuracy, cheaper, above_chance], ACC)[0] == "confirmed"
     reversed_accuracy = {**accuracy, "higher": "block=conv", "than": "block=stack3"}
-    verdict, results = findings.evaluate_verdict(rows, [reversed_accuracy, cheaper], ACC)
+    verdict, results = verdicts.evaluate_verdict(rows, [reversed_accuracy, cheaper], ACC)
     assert verdict == "partly reproduced" and [r.holds for r in results] == [False, True]
-    assert findings.evaluate_verdict(rows, [reversed_accuracy, {**cheaper, "lower": "block=conv",
+    assert verdicts.evaluate_verdict(rows, [reversed_accuracy, {**cheaper, "lower": "block=conv",
                                                                 "than": "block=stack3"}], ACC)[0] == "not reproduced"
     missing = {"column": "params", "lower": "block=stack3", "than": "block=conv"}
     no_params = rows_of(tmp_path / "no_params", {"stack3": [0.8], "conv": [0.6]})
-    assert not findings.evaluate_check(no_params, missing, ACC).holds  # a value nobody measured does not hold
+    assert not verdicts.evaluate_check(no_params, missing, ACC).holds  # a value nobody measured does not hold
 
 
 def test_a_check_can_compare_two_columns_of_the_one_row_of_a_sweep_that_varies_nothing(tmp_path):
@@ -286,10 +286,10 @@ def test_a_check_can_compare_two_columns_of_the_one_row_of_a_sweep_that_varies_n
     columns = {"filters/first_trained": ("first conv trained", "{:.2f}"), "filters/first_noise": ("noise level", "{:.2f}")}
     check = {"column": "filters/first_trained", "higher": "run", "than": "run", "than_column": "filters/first_noise",
              "margin": 0.2}
-    result = findings.evaluate_check(rows, check, columns)
+    result = verdicts.evaluate_check(rows, check, columns)
     assert [r.label for r in rows] == ["run"] and result.b == 0.18 and result.holds  # 0.39 - 0.18 > 0.2
-    assert not findings.evaluate_check(rows, {**check, "margin": 0.22}, columns).holds
-    findings.check_rule_rows([check], {"seed": ["1", "2"], "experiment": ["findings/filters"]})
+    assert not verdicts.evaluate_check(rows, {**check, "margin": 0.22}, columns).holds
+    verdicts.check_rule_rows([check], {"seed": ["1", "2"], "experiment": ["findings/filters"]})
 
 
 def report(verdict: list | None) -> "FindingReport":
@@ -384,7 +384,7 @@ def test_the_readme_states_the_verdict_its_rule_computes_from_its_table(name):
     spec = yaml.safe_load((FINDINGS / f"{name}.yaml").read_text())["finding"]
     columns = {k: tuple(v) for k, v in spec["columns"].items()}
     readme = (FINDINGS / "README.md").read_text()
-    verdict, results = findings.evaluate_verdict(readme_rows(readme, name, columns), spec["verdict"], columns)
+    verdict, results = verdicts.evaluate_verdict(readme_rows(readme, name, columns), spec["verdict"], columns)
     section = readme.split(f"experiment=findings/{name}", 2)[2]  # past the overview table's command
     stated = re.search(r"\*\*Verdict: (confirmed|partly reproduced|not reproduced)\*\* \(", section).group(1)
     assert stated == verdict, [r.text for r in results if not r.holds]

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from convnetlab.analysis import findings
+from convnetlab.analysis import findings, verdicts
 
 from conftest import REPO, clean_env, cli_process, read_metrics, run_cli
 
@@ -95,7 +95,7 @@ def test_finding_runs_and_reports_its_jobs_own_numbers(name, data_dir, tmp_path)
         assert report["verdict"] is None
     else:  # the verdict from the test's own rows and the finding's rule as written in its YAML
         columns = {k: tuple(v) for k, v in rule["columns"].items()}
-        result, checks = findings.evaluate_verdict(own_rows, rule["verdict"], columns)
+        result, checks = verdicts.evaluate_verdict(own_rows, rule["verdict"], columns)
         assert report["verdict"]["result"] == result
         assert [(c["holds"], c["text"]) for c in report["verdict"]["checks"]] == [(c.holds, c.text) for c in checks]
         assert f"**Verdict: {result}**" in (sweep / "finding.md").read_text()

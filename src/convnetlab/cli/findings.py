@@ -29,7 +29,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from convnetlab.analysis import findings
+from convnetlab.analysis import findings, verdicts
 from convnetlab.analysis.findings import Job
 from convnetlab.errors import InputError
 from convnetlab.runs import update_metrics
@@ -133,7 +133,7 @@ class FindingReport(Callback):
             raise InputError(f"unknown finding.post step {unknown[0]!r}; valid: {', '.join(POST_STEPS)}")
         if self.verdict is not None:
             try:
-                findings.check_rule_spec(self.verdict, self.columns)
+                verdicts.check_rule_spec(self.verdict, self.columns)
             except ValueError as err:
                 raise InputError(str(err)) from None
 
@@ -141,7 +141,7 @@ class FindingReport(Callback):
         """Every row the verdict names is one of the sweep's (``sweep``: override key -> values); InputError."""
         if self.verdict is not None:
             try:
-                findings.check_rule_rows(self.verdict, sweep)
+                verdicts.check_rule_rows(self.verdict, sweep)
             except ValueError as err:
                 raise InputError(f"{err} (or finding.verdict=null)") from None
 
@@ -193,7 +193,7 @@ class FindingReport(Callback):
         if self.verdict is None:
             return None, "Verdict: no rule given (finding.verdict is null).\n\n"
         try:
-            result, checks = findings.evaluate_verdict(rows, self.verdict, self.columns)
+            result, checks = verdicts.evaluate_verdict(rows, self.verdict, self.columns)
         except ValueError as err:  # a row the sweep did not produce (a crashed job group)
             return {"result": None, "error": str(err)}, f"Verdict: none ({err}).\n\n"
         held = sum(c.holds for c in checks)
