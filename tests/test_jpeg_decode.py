@@ -13,15 +13,7 @@ from torchvision.transforms.v2.functional import pil_to_tensor, rgb_to_grayscale
 from convnetlab.data.decode import decode_bytes, jpeg_scale, read_image
 from convnetlab.errors import BadImageError
 
-
-def _photo(size: tuple[int, int], seed: int) -> np.ndarray:
-    """Smooth colour fields plus sensor-like noise: what photos look like to a JPEG codec."""
-    rng = np.random.default_rng(seed)
-    w, h = size
-    yy, xx = np.mgrid[0:h, 0:w] / max(w, h)
-    base = 128 + 90 * np.sin(rng.uniform(-6, 6, 3) * xx[..., None] + rng.uniform(-6, 6, 3) * yy[..., None]
-                             + rng.uniform(0, 6, 3))
-    return np.clip(base + rng.normal(0, 18, (h, w, 3)), 0, 255).astype(np.uint8)
+from photos import photo
 
 
 def _encode(pixels: np.ndarray, mode: str = "RGB", fmt: str = "JPEG") -> bytes:
@@ -45,7 +37,7 @@ def _assert_close(new: torch.Tensor, old: torch.Tensor, mean: float = 1.5, worst
 @pytest.mark.parametrize("size", [(500, 375), (37, 61), (640, 480)])
 @pytest.mark.parametrize("channels", [3, 1])
 def test_full_size_jpeg_decode_matches_torchvision(mode, size, channels):
-    data = _encode(_photo(size, seed=size[0]), mode)
+    data = _encode(photo(size, seed=size[0]), mode)
     _assert_close(decode_bytes(data, channels), _torchvision(data, channels))
 
 
@@ -53,7 +45,7 @@ def test_full_size_jpeg_decode_matches_torchvision(mode, size, channels):
 @pytest.mark.parametrize("channels", [3, 1])
 def test_reduced_jpeg_decode_matches_the_previous_pil_draft_decode(mode, channels):
     """Before simplejpeg, JPEGs >= 4x larger than needed were decoded with PIL's ``draft`` (DCT scaling too)."""
-    data = _encode(_photo((640, 480), seed=3), mode)
+    data = _encode(photo((640, 480), seed=3), mode)
     for decode_size in (37, 100):
         with Image.open(io.BytesIO(data)) as im:
             pil_mode = "L" if channels == 1 else "RGB"
@@ -66,7 +58,7 @@ def test_reduced_jpeg_decode_is_a_downscaled_full_decode():
     """DCT scaling keeps each 8x8 block's lowest frequencies, close to averaging f x f pixels: so against
     an area (box) downscale of the full decode the mean error stays under 1.5 grey levels; single pixels
     differ more where the noise texture is strongest (the two filters' kernels differ), hence max <= 12."""
-    data = _encode(_photo((640, 480), seed=4))
+    data = _encode(photo((640, 480), seed=4))
     full = decode_bytes(data, 3)
     for decode_size, scale in ((37, 8), (100, 4)):
         reduced = decode_bytes(data, 3, decode_size)
@@ -87,7 +79,7 @@ def test_jpeg_scale_keeps_the_needed_side_and_uses_only_quarter_and_eighth():
 def test_other_formats_decode_as_before(fmt):
     """As read_image did before simplejpeg: PIL for BMP, torchvision for the rest (its own gray conversion;
     WebP stays RGB there and is converted with rgb_to_grayscale). In RGB every decoder gives PIL's pixels."""
-    data = _encode(_photo((48, 32), seed=5), fmt=fmt)
+    data = _encode(photo((48, 32), seed=5), fmt=fmt)
     with Image.open(io.BytesIO(data)) as im:
         assert torch.equal(decode_bytes(data, 3), pil_to_tensor(im.convert("RGB")))
         gray = pil_to_tensor(im.convert("L")) if fmt == "BMP" else _torchvision(data, 1)
@@ -95,13 +87,13 @@ def test_other_formats_decode_as_before(fmt):
 
 
 def test_image_tensors_come_from_the_decoded_array_without_a_copy():
-    image = decode_bytes(_encode(_photo((64, 48), seed=6)), 3)
+    image = decode_bytes(_encode(photo((64, 48), seed=6)), 3)
     assert image.shape == (3, 48, 64) and image.stride() == (1, 64 * 3, 3)  # a (C, H, W) view of (H, W, C)
 
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage after the signature", "empty"])
 def test_a_bad_jpeg_is_one_error_line_naming_it(damage):
-    data = _encode(_photo((64, 48), seed=7))
+    data = _encode(photo((64, 48), seed=7))
     data = {"truncated": data[: len(data) // 2], "garbage after the signature": data[:3] + b"junk" * 10,
             "empty": b""}[damage]
     with pytest.raises(BadImageError, match=r"^cannot decode image shard-3:key-9: [^\n]+$"):
@@ -109,7 +101,7 @@ def test_a_bad_jpeg_is_one_error_line_naming_it(damage):
 
 
 def test_read_image_reads_the_file_and_names_a_missing_one(tmp_path):
-    data = _encode(_photo((64, 48), seed=8))
+    data = _encode(photo((64, 48), seed=8))
     (tmp_path / "a.jpg").write_bytes(data)
     assert torch.equal(read_image(str(tmp_path / "a.jpg"), 3), decode_bytes(data, 3))
     missing = str(tmp_path / "gone.jpg")

@@ -20,15 +20,7 @@ from convnetlab.data.folder import ImageFolderDataset, list_classes
 from convnetlab.data.resumable import keyed_rng
 from convnetlab.errors import BadImageError
 
-
-def _photo(size: tuple[int, int], seed: int) -> np.ndarray:
-    """Smooth colour fields plus sensor-like noise (what photos look like to a JPEG codec)."""
-    rng = np.random.default_rng(seed)
-    w, h = size
-    yy, xx = np.mgrid[0:h, 0:w] / max(w, h)
-    base = 128 + 90 * np.sin(rng.uniform(-6, 6, 3) * xx[..., None] + rng.uniform(-6, 6, 3) * yy[..., None]
-                             + rng.uniform(0, 6, 3))
-    return np.clip(base + rng.normal(0, 18, (h, w, 3)), 0, 255).astype(np.uint8)
+from photos import photo
 
 
 def _jpeg(pixels: np.ndarray, mode: str = "RGB", **options) -> bytes:
@@ -65,7 +57,7 @@ needs_decoder = pytest.mark.skipif(not jpeg_region.available(), reason="region d
 @pytest.mark.parametrize("encoding", list(ENCODINGS) + ["gray"])
 @pytest.mark.parametrize("size", [(203, 157), (500, 375)])
 def test_regions_are_bit_identical_to_a_slice_of_the_whole_decode(encoding, size):
-    data = _jpeg(_photo(size, seed=size[0]), "L" if encoding == "gray" else "RGB", **ENCODINGS.get(encoding, {}))
+    data = _jpeg(photo(size, seed=size[0]), "L" if encoding == "gray" else "RGB", **ENCODINGS.get(encoding, {}))
     rng = np.random.default_rng(0)
     height, width, _, _ = simplejpeg.decode_jpeg_header(data)
     for channels in (3, 1):
@@ -87,7 +79,7 @@ def test_regions_are_bit_identical_to_a_slice_of_the_whole_decode(encoding, size
 
 @needs_decoder
 def test_a_region_outside_the_image_or_in_damaged_data_is_an_error():
-    data = _jpeg(_photo((64, 48), seed=1))
+    data = _jpeg(photo((64, 48), seed=1))
     with pytest.raises(ValueError, match="outside the 64x48 image"):
         jpeg_region.decode_region(data, 3, 1, 40, 0, 9, 64)
     with pytest.raises(ValueError):
@@ -108,7 +100,7 @@ def jpeg_folder(tmp_path):
         folder = tmp_path / "train" / f"c{i % 2}"
         folder.mkdir(parents=True, exist_ok=True)
         size = [(300, 225), (160, 200), (97, 131)][i % 3]
-        (folder / f"{i}.jpg").write_bytes(_jpeg(_photo(size, seed=i), "L" if i == 5 else "RGB"))
+        (folder / f"{i}.jpg").write_bytes(_jpeg(photo(size, seed=i), "L" if i == 5 else "RGB"))
     return tmp_path / "train"
 
 
@@ -149,8 +141,8 @@ def test_transforms_that_do_not_start_with_a_random_crop_decode_whole_images(jpe
 def test_cmyk_jpegs_and_other_formats_take_the_whole_decode(tmp_path, monkeypatch):
     monkeypatch.setattr(jpeg_region, "decode_region", lambda *a: pytest.fail("no region decode expected"))
     transform = build_preset("default", 32)
-    for name, data in (("cmyk.jpg", _jpeg(_photo((80, 60), seed=2), "CMYK")),
-                       ("photo.png", _png(_photo((80, 60), seed=3)))):
+    for name, data in (("cmyk.jpg", _jpeg(photo((80, 60), seed=2), "CMYK")),
+                       ("photo.png", _png(photo((80, 60), seed=3)))):
         with keyed_rng(1, 0):
             out = decode_transformed(data, 3, None, transform, name)
         with keyed_rng(1, 0):
@@ -177,7 +169,7 @@ def test_without_the_built_library_items_are_the_same_and_the_call_says_how_to_b
 @needs_decoder
 def test_a_damaged_file_is_one_line_naming_it_when_the_crop_reaches_the_damage(tmp_path):
     path = tmp_path / "cut.jpg"
-    data = _jpeg(_photo((120, 90), seed=4))
+    data = _jpeg(photo((120, 90), seed=4))
     path.write_bytes(data[: len(data) // 3])
     # scale (1, 1): the crop is the whole image, so it always reaches the cut.
     transform = build_preset("default", 32, scale=(1.0, 1.0))
