@@ -9,6 +9,7 @@ instead (the same pixels, more slowly).
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -22,14 +23,21 @@ class JpegRegionBuildHook(BuildHookInterface):
     def initialize(self, version: str, build_data: dict) -> None:
         source = Path(self.root) / SOURCE
         target = source.with_suffix(".ctypes.so")  # not plain .so: Python would try to import it
-        compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-        if compiler is None:
+        target.unlink(missing_ok=True)  # a failed rebuild must not leave an old library behind
+        compiler = shlex.split(os.environ.get("CC", "")) or [shutil.which("cc") or shutil.which("gcc") or ""]
+        if not compiler[0]:
             self.app.display_warning("convnetlab: no C compiler, so no JPEG region decoder (whole JPEGs are decoded)")
             return
-        command = [compiler, "-O2", "-shared", "-fPIC", str(source), "-ljpeg", "-o", str(target)]
-        result = subprocess.run(command, capture_output=True, text=True)
-        if result.returncode != 0:
-            reason = (result.stderr.strip().splitlines() or ["unknown error"])[-1]
+        flags = [*shlex.split(os.environ.get("CPPFLAGS", "")), *shlex.split(os.environ.get("CFLAGS", "-O2")),
+                 *shlex.split(os.environ.get("LDFLAGS", ""))]
+        command = [*compiler, *flags, "-shared", "-fPIC", str(source), "-ljpeg", "-o", str(target)]
+        try:
+            result = subprocess.run(command, capture_output=True, text=True)
+            reason = (result.stderr.strip().splitlines() or ["unknown error"])[-1] if result.returncode else ""
+        except OSError as error:
+            reason = str(error)
+        if reason:
+            target.unlink(missing_ok=True)
             self.app.display_warning(f"convnetlab: JPEG region decoder not built ({reason}); install libjpeg-dev "
                                      "and reinstall for faster training crops")
             return

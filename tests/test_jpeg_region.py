@@ -177,3 +177,62 @@ def test_a_damaged_file_is_one_line_naming_it_when_the_crop_reaches_the_damage(t
     with pytest.raises(BadImageError, match=f"cannot decode image {path}") as error:
         read_transformed(str(path), 3, None, transform)
     assert "\n" not in str(error.value)
+
+
+def _build_hook(root: Path):
+    """hatch_build.py's hook on a copy of the C source under ``root``, with warnings recorded."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("hatch_build", Path(__file__).parents[1] / "hatch_build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    source = root / module.SOURCE
+    source.parent.mkdir(parents=True)
+    shutil.copy(Path(jpeg_region.__file__).with_name("_jpeg_region.c"), source)
+
+    class App:
+        warnings: list[str] = []
+
+        def display_warning(self, text: str) -> None:
+            self.warnings.append(text)
+
+    app = App()
+    hook = module.JpegRegionBuildHook(str(root), {}, None, None, str(root / "dist"), "wheel", app=app)
+    return hook, app, source.with_suffix(".ctypes.so")
+
+
+def test_the_install_hook_builds_the_library_and_fails_softly_without_a_compiler(tmp_path, monkeypatch):
+    if not (shutil.which("cc") or shutil.which("gcc")) or not _header_present():
+        pytest.skip("no C compiler or libjpeg headers")
+    hook, app, library = _build_hook(tmp_path)
+    build_data = {"artifacts": [], "pure_python": True}
+    hook.initialize("standard", build_data)
+    assert library.exists() and not app.warnings
+    assert build_data["artifacts"] == [str(library.relative_to(tmp_path))] and build_data["pure_python"] is False
+
+    monkeypatch.setenv("CC", "/nonexistent/cc -m64")  # a broken compiler: a warning, no library, no failure
+    build_data = {"artifacts": [], "pure_python": True}
+    hook.initialize("standard", build_data)
+    assert not library.exists() and build_data["artifacts"] == []
+    assert len(app.warnings) == 1 and "not built" in app.warnings[0] and "libjpeg-dev" in app.warnings[0]
+
+
+@needs_decoder
+def test_region_arguments_out_of_range_are_refused_before_the_decoder_runs():
+    data = _jpeg(photo((64, 48), seed=1))
+    for args in [(3, 1, -1, 0, 4, 4), (3, 1, 0, 0, 0, 4), (2, 1, 0, 0, 4, 4), (3, 3, 0, 0, 4, 4)]:
+        with pytest.raises(ValueError, match="non-empty region inside the image"):
+            jpeg_region.decode_region(data, *args)
+    with pytest.raises(ValueError, match="outside"):  # a sum that would overflow a C int
+        jpeg_region.decode_region(data, 3, 1, 0, 2**31 - 1, 4, 2)
+
+
+def test_a_failing_transform_is_raised_as_it_is_not_blamed_on_the_file(jpeg_folder):
+    def broken(image):
+        raise RuntimeError("a bug in the transform")
+
+    for policy in ("error", "skip"):
+        dataset = ImageFolderDataset(jpeg_folder, list_classes(jpeg_folder), 3, broken, bad_images=policy)
+        with pytest.raises(RuntimeError, match="a bug in the transform") as error:
+            dataset[0]
+        assert not isinstance(error.value, BadImageError)

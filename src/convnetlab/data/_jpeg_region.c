@@ -15,7 +15,6 @@
  */
 #include <setjmp.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include <jpeglib.h>
@@ -46,14 +45,12 @@ int convnetlab_decode_region(const unsigned char *data, unsigned long size, int 
                              int top, int left, int height, int width, unsigned char *out, char *message) {
     struct jpeg_decompress_struct cinfo;
     struct strict_errors errors;
-    JSAMPROW row = NULL;
 
     cinfo.err = jpeg_std_error(&errors.pub);
     errors.pub.error_exit = raise_error;
     errors.pub.emit_message = on_message;
     errors.message = message;
-    if (setjmp(errors.escape)) {
-        free(row);
+    if (setjmp(errors.escape)) { /* everything allocated since lives in libjpeg's pools */
         jpeg_destroy_decompress(&cinfo);
         return -1;
     }
@@ -65,8 +62,9 @@ int convnetlab_decode_region(const unsigned char *data, unsigned long size, int 
     cinfo.scale_denom = scale_denom;
     jpeg_start_decompress(&cinfo);
 
-    if (top < 0 || left < 0 || height < 1 || width < 1 || top + height > (int)cinfo.output_height ||
-        left + width > (int)cinfo.output_width || cinfo.output_components != components) {
+    /* Written as differences, so that no sum can overflow. */
+    if (top < 0 || left < 0 || height < 1 || width < 1 || height > (int)cinfo.output_height - top ||
+        width > (int)cinfo.output_width - left || cinfo.output_components != components) {
         snprintf(message, JMSG_LENGTH_MAX, "region %dx%d at (%d, %d) is outside the %ux%u image", width, height,
                  left, top, cinfo.output_width, cinfo.output_height);
         jpeg_destroy_decompress(&cinfo);
@@ -78,20 +76,17 @@ int convnetlab_decode_region(const unsigned char *data, unsigned long size, int 
     JDIMENSION columns = end - first;
     if (first > 0 || columns < cinfo.output_width) jpeg_crop_scanline(&cinfo, &first, &columns);
 
-    row = malloc((size_t)columns * components);
-    if (row == NULL) {
-        snprintf(message, JMSG_LENGTH_MAX, "out of memory");
-        jpeg_destroy_decompress(&cinfo);
-        return -1;
-    }
+    JSAMPARRAY row = (*cinfo.mem->alloc_sarray)((j_common_ptr)&cinfo, JPOOL_IMAGE, columns * components, 1);
     if (top > 0) jpeg_skip_scanlines(&cinfo, (JDIMENSION)top);
     size_t shift = (size_t)((JDIMENSION)left - first) * components, row_bytes = (size_t)width * components;
     for (int y = 0; y < height; y++) {
-        jpeg_read_scanlines(&cinfo, &row, 1);
-        memcpy(out + (size_t)y * row_bytes, row + shift, row_bytes);
+        if (jpeg_read_scanlines(&cinfo, row, 1) != 1) {
+            snprintf(message, JMSG_LENGTH_MAX, "no scanline %d", top + y);
+            jpeg_destroy_decompress(&cinfo);
+            return -1;
+        }
+        memcpy(out + (size_t)y * row_bytes, row[0] + shift, row_bytes);
     }
-    free(row);
-    row = NULL;
     jpeg_abort_decompress(&cinfo); /* the rows below the region are never decoded */
     jpeg_destroy_decompress(&cinfo);
     return 0;

@@ -28,6 +28,9 @@ JPEG_SIGNATURE = b"\xff\xd8\xff"
 # for images only 2-4x larger than needed (e.g. the PCA-lighting statistics computed from them).
 _SCALES = (8, 4)
 _SIMPLEJPEG_COLORSPACES = frozenset({"YCbCr", "Gray", "RGB"})  # simplejpeg converts these like torchvision/PIL
+# Chroma subsamplings the region decoder takes. Not 4:1:0/4:4:1-style 4x2 and 2x4 ones: libjpeg-turbo before
+# 3.0 crops their chroma columns wrongly when DCT scaling is on (rare in practice; they decode whole).
+_REGION_SUBSAMPLINGS = frozenset({"444", "422", "420", "440", "411", "Gray"})
 
 
 def read_image(path: str, channels: int, decode_size: int | None = None) -> torch.Tensor:
@@ -116,7 +119,7 @@ def _leading_crop(transform: Callable | None) -> tuple[v2.RandomResizedCrop, Cal
     cached = _CROP_PLANS.get(id(transform))
     if cached is not None and cached[0] is transform:
         return cached[1]
-    steps = transform.transforms if isinstance(transform, v2.Compose) else []
+    steps = transform.transforms if type(transform) is v2.Compose else []  # not subclasses: they may differ
     plan = None
     if steps and type(steps[0]) is v2.RandomResizedCrop:
         rest = v2.Compose(steps[1:]) if len(steps) > 1 else (lambda image: image)
@@ -128,8 +131,8 @@ def _leading_crop(transform: Callable | None) -> tuple[v2.RandomResizedCrop, Cal
 def _decode_crop(data: bytes, channels: int, decode_size: int | None, crop: v2.RandomResizedCrop
                  ) -> torch.Tensor | None:
     """The crop's region decoded and resized to the crop size; None for JPEGs the region decoder does not read."""
-    height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
-    if colorspace not in _SIMPLEJPEG_COLORSPACES:
+    height, width, colorspace, subsampling = simplejpeg.decode_jpeg_header(data)
+    if colorspace not in _SIMPLEJPEG_COLORSPACES or subsampling not in _REGION_SUBSAMPLINGS:
         return None
     scale = jpeg_scale(height, width, decode_size)
     # The crop's parameters are drawn exactly as RandomResizedCrop draws them for the decoded image, from

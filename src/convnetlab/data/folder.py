@@ -182,7 +182,7 @@ class ImageFolderDataset(Dataset):
         """The decoded image (``transform``-ed, see ``read_transformed``), or None for a skipped bad file."""
         try:
             return read_transformed(path, self.channels, self.decode_size, transform)
-        except RuntimeError as error:
+        except BadImageError as error:  # only the file's fault: a failing transform is a bug, raised as it is
             if self.bad_images == "error":
                 raise BadImageError(f"{error}; {BAD_IMAGE_HINT}") from error
             log.warning("skipping %s (data.bad_images=skip)", error)

@@ -46,6 +46,9 @@ def decode_region(data: bytes, channels: int, scale: int, top: int, left: int, h
     if _LIBRARY is None:
         raise RuntimeError(f"the JPEG region decoder is not built ({LIBRARY} is missing); reinstall convnetlab "
                            "with a C compiler and the libjpeg-turbo headers (Debian: libjpeg-dev)")
+    if channels not in (1, 3) or scale not in (1, 2, 4, 8) or min(top, left) < 0 or min(height, width) < 1:
+        raise ValueError(f"region {width}x{height} at ({left}, {top}), {channels} channels, 1/{scale} scale: "
+                         "give channels 1 or 3, scale 1, 2, 4 or 8 and a non-empty region inside the image")
     out = np.empty((height, width, channels), dtype=np.uint8)
     message = ctypes.create_string_buffer(_LIBRARY.convnetlab_message_size())
     status = _LIBRARY.convnetlab_decode_region(data, len(data), scale, channels, top, left, height, width,
