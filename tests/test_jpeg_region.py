@@ -236,3 +236,19 @@ def test_a_failing_transform_is_raised_as_it_is_not_blamed_on_the_file(jpeg_fold
         with pytest.raises(RuntimeError, match="a bug in the transform") as error:
             dataset[0]
         assert not isinstance(error.value, BadImageError)
+
+
+def test_channels_last_items_are_batched_by_plain_copies_with_the_same_values():
+    from convnetlab.data.folder import collate_present
+    from torch.utils.data import default_collate
+
+    hwc = [torch.randint(0, 256, (5, 7, 3), dtype=torch.uint8) for _ in range(3)]
+    items = [(image.permute(2, 0, 1), label) for label, image in enumerate(hwc)]  # channels-last (C, H, W) views
+    images, labels = collate_present([items[0], None, items[1], items[2]])
+    expected = default_collate([(image.contiguous(), label) for image, label in items])
+    assert torch.equal(images, expected[0]) and torch.equal(labels, expected[1])
+    assert images.shape == (3, 3, 5, 7) and images.is_contiguous(memory_format=torch.channels_last)
+    mixed, _ = collate_present([items[0], (items[1][0].contiguous(), 1)])  # a whole-decoded NCHW item among them
+    assert mixed.is_contiguous() and torch.equal(mixed, expected[0][:2])
+    gray, _ = collate_present([(torch.zeros(1, 4, 4, dtype=torch.uint8), 0)] * 2)
+    assert gray.shape == (2, 1, 4, 4) and gray.is_contiguous()

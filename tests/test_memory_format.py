@@ -186,3 +186,15 @@ def test_a_slow_model_is_timed_in_one_round(monkeypatch):
     monkeypatch.setattr(mf, "SLOW_STEP_S", 0.0)
     mf.probe(model, SHAPE, CPU, rounds=3)
     assert len(seen) == 4
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_normalize_gives_the_model_its_own_format_whatever_layout_the_batch_arrives_in(channels_last):
+    """Batches of JPEG region decodes arrive channels-last (``collate_present``), others NCHW."""
+    classifier = module(channels_last)
+    nchw = torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8)
+    expected = (nchw.float() - 0.5 * 255) / (0.25 * 255)
+    for batch in (nchw, nchw.contiguous(memory_format=torch.channels_last)):
+        images = classifier.normalize(batch)
+        assert images.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+        torch.testing.assert_close(images, expected)

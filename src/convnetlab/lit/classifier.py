@@ -173,8 +173,9 @@ class ImageClassifier(pl.LightningModule):
         if self.mean.numel() == 0:
             return images.float()
         images = (images.float() - self.mean) / self.std
-        if self._channels_last and images.ndim == 4:
-            images = images.contiguous(memory_format=torch.channels_last)
+        if images.ndim == 4:  # batches may arrive in either layout (``collate_present``): give the model its own
+            images = images.contiguous(memory_format=torch.channels_last if self._channels_last
+                                       else torch.contiguous_format)
         return images
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
