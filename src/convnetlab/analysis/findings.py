@@ -70,7 +70,7 @@ def group_jobs(jobs: Sequence[Job]) -> list[FindingRow]:
     rows: dict[str, FindingRow] = {}
     for job in jobs:
         settings = {k: job.overrides.get(k, "-") for k in varying}
-        label = " ".join(f"{_short(k)}={v}" for k, v in settings.items()) or "run"
+        label = " ".join(f"{short_key(k)}={v}" for k, v in settings.items()) or "run"
         rows.setdefault(label, FindingRow(label, settings)).jobs.append(job)
     return list(rows.values())
 
@@ -113,7 +113,7 @@ def _plain(value: float) -> float | None:
     return None if math.isnan(value) else value
 
 
-def _short(key: str) -> str:
+def short_key(key: str) -> str:
     return key.replace("/", ".").split(".")[-1]
 
 
@@ -135,14 +135,14 @@ def plot_rows(rows: Sequence[FindingRow], path: Path, y: str, y_label: str, x: s
     else:
         lines: dict[str, list[FindingRow]] = {}
         for row in rows:
-            name = " ".join(f"{_short(k)}={v}" for k, v in row.settings.items() if k != x)
+            name = " ".join(f"{short_key(k)}={v}" for k, v in row.settings.items() if k != x)
             lines.setdefault(name, []).append(row)
         for name, members in lines.items():
             members = sorted(members, key=lambda r: _number(r.settings.get(x, "")))
             ax.errorbar([_number(r.settings.get(x, "")) for r in members], [r.mean(y) for r in members],
                         yerr=[0.0 if math.isnan(r.std(y)) else r.std(y) for r in members],
                         marker="o", capsize=3, label=name or None)
-        ax.set_xlabel(_short(x))
+        ax.set_xlabel(short_key(x))
         ax.set_ylabel(y_label)
         if log_y:
             ax.set_yscale("log")

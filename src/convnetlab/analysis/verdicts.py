@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from convnetlab.analysis.findings import AGGREGATED_OVER, FindingRow, _short, format_value
+from convnetlab.analysis.findings import AGGREGATED_OVER, FindingRow, short_key, format_value
 
 VERDICTS = ("confirmed", "partly reproduced", "not reproduced")
 CHECK_KEYS = {"column", "higher", "lower", "than", "than_column", "margin"}
@@ -70,7 +70,7 @@ def _selector(text: Any) -> dict[str, str] | str:
 
 
 def _key_matches(selector_key: str, setting_key: str) -> bool:
-    return selector_key.lstrip("+~") == setting_key or selector_key == _short(setting_key)
+    return selector_key.lstrip("+~") == setting_key or selector_key == short_key(setting_key)
 
 
 def select_row(rows: Sequence[FindingRow], text: str) -> FindingRow:

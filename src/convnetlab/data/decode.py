@@ -96,42 +96,31 @@ def decode_transformed(data: bytes, channels: int, decode_size: int | None, tran
     about half the image on average, so this skips much of the decode (measured: "Data pipeline" in
     scripts/bench/README.md). A damaged file is then reported when a crop first reaches the damage.
     """
-    plan = _leading_crop(transform)
-    if plan is not None and jpeg_region.available() and data[:3] == JPEG_SIGNATURE:
-        try:
-            image = _decode_crop(data, channels, decode_size, plan[0])
-        except (RuntimeError, ValueError) as e:
-            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise BadImageError(f"cannot decode image {name}: {reason}") from e
+    crop = _leading_crop(transform)
+    if crop is not None and jpeg_region.available() and data[:3] == JPEG_SIGNATURE:
+        image = _decode_crop(data, channels, decode_size, crop, name)
         if image is not None:
-            return plan[1](image)
+            for step in transform.transforms[1:]:  # what v2.Compose does with one input
+                image = step(image)
+            return image
     image = decode_bytes(data, channels, decode_size, name)
     return transform(image) if transform is not None else image
 
 
-_CROP_PLANS: dict[int, tuple[Callable, tuple[v2.RandomResizedCrop, Callable] | None]] = {}
+def _leading_crop(transform: Callable | None) -> v2.RandomResizedCrop | None:
+    """The ``RandomResizedCrop`` a ``v2.Compose`` starts with (exact types: subclasses may behave otherwise)."""
+    if type(transform) is v2.Compose and transform.transforms and type(transform.transforms[0]) is v2.RandomResizedCrop:
+        return transform.transforms[0]
+    return None
 
 
-def _leading_crop(transform: Callable | None) -> tuple[v2.RandomResizedCrop, Callable] | None:
-    """``(the leading RandomResizedCrop, the steps after it)`` of a ``v2.Compose``, else None (cached)."""
-    if transform is None:
-        return None
-    cached = _CROP_PLANS.get(id(transform))
-    if cached is not None and cached[0] is transform:
-        return cached[1]
-    steps = transform.transforms if type(transform) is v2.Compose else []  # not subclasses: they may differ
-    plan = None
-    if steps and type(steps[0]) is v2.RandomResizedCrop:
-        rest = v2.Compose(steps[1:]) if len(steps) > 1 else (lambda image: image)
-        plan = (steps[0], rest)
-    _CROP_PLANS[id(transform)] = (transform, plan)
-    return plan
-
-
-def _decode_crop(data: bytes, channels: int, decode_size: int | None, crop: v2.RandomResizedCrop
+def _decode_crop(data: bytes, channels: int, decode_size: int | None, crop: v2.RandomResizedCrop, name: str
                  ) -> torch.Tensor | None:
     """The crop's region decoded and resized to the crop size; None for JPEGs the region decoder does not read."""
-    height, width, colorspace, subsampling = simplejpeg.decode_jpeg_header(data)
+    try:
+        height, width, colorspace, subsampling = simplejpeg.decode_jpeg_header(data)
+    except ValueError as e:
+        raise BadImageError(f"cannot decode image {name}: {e}") from e
     if colorspace not in _SIMPLEJPEG_COLORSPACES or subsampling not in _REGION_SUBSAMPLINGS:
         return None
     scale = jpeg_scale(height, width, decode_size)
@@ -139,7 +128,10 @@ def _decode_crop(data: bytes, channels: int, decode_size: int | None, crop: v2.R
     # a stand-in of its shape (an expanded scalar: no memory).
     shape = torch.empty((), dtype=torch.uint8).expand(channels, math.ceil(height / scale), math.ceil(width / scale))
     box = crop.make_params([shape])
-    pixels = jpeg_region.decode_region(data, channels, scale, box["top"], box["left"], box["height"], box["width"])
+    try:
+        pixels = jpeg_region.decode_region(data, channels, scale, box["top"], box["left"], box["height"], box["width"])
+    except ValueError as e:
+        raise BadImageError(f"cannot decode image {name}: {e}") from e
     # (C, H, W) view of the (H, W, C) array: channels-last memory, where torch's uint8 resize is fastest.
     region = torch.from_numpy(pixels).permute(2, 0, 1)
     return resize(region, list(crop.size), interpolation=crop.interpolation, antialias=crop.antialias)
