@@ -11,7 +11,9 @@ from hydra.utils import instantiate
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from conftest import random_image_loader as loader
-from convnetlab.callbacks.ema import WeightEMA, torchvision_ema_decay
+from convnetlab.callbacks import AuxiliaryClassifiers
+from convnetlab.callbacks.ema import WeightEMA, averaging_last, torchvision_ema_decay
+from convnetlab.errors import InputError
 from convnetlab.cli.hydra_app import config_dir, register_resolvers
 from convnetlab.lit import ImageClassifier
 
@@ -24,13 +26,14 @@ def make_module() -> ImageClassifier:
     return ImageClassifier(backbone=RESNET, num_classes=4, optimizer=SGD, mean=[0.5] * 3, std=[0.25] * 3)
 
 
-def fit(tmp_path, ema: WeightEMA, epochs: int, module=None, ckpt_path=None) -> tuple[pl.Trainer, ImageClassifier]:
+def fit(tmp_path, ema: WeightEMA | list[pl.Callback], epochs: int, module=None,
+        ckpt_path=None) -> tuple[pl.Trainer, ImageClassifier]:
     """Fit with a checkpoint after every epoch's validation (``tmp_path/epoch=<e>.ckpt``), as runs do."""
     module = module or make_module()
     every_epoch = ModelCheckpoint(dirpath=tmp_path, filename="{epoch}", save_top_k=-1)
     trainer = pl.Trainer(accelerator="cpu", max_epochs=epochs, num_sanity_val_steps=0, logger=False,
-                         enable_progress_bar=False, enable_model_summary=False,
-                         default_root_dir=tmp_path, callbacks=[ema, every_epoch], deterministic=True)
+                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+                         callbacks=[*(ema if isinstance(ema, list) else [ema]), every_epoch], deterministic=True)
     trainer.fit(module, train_dataloaders=loader(32), val_dataloaders=loader(16, seed=1), ckpt_path=ckpt_path)
     return trainer, module
 
@@ -42,13 +45,12 @@ def load(path) -> dict:
 def test_ema_weights_differ_from_raw_and_are_what_training_leaves(tmp_path, one_torch_thread):
     ema = WeightEMA(decay=0.8, every_n_steps=1)
     trainer, module = fit(tmp_path, ema, epochs=2)
-    average = ema._average_model.module.state_dict()
-    ckpt = load(tmp_path / "epoch=1.ckpt")  # written during training, at the last validation
+    ckpt = load(tmp_path / "epoch=1.ckpt")  # written at the last validation, after the last update
     weights = [k for k in ckpt["state_dict"] if k.endswith("weight")]
     assert any(not torch.equal(ckpt["state_dict"][k], ckpt["current_model_state"][k]) for k in weights)
-    assert all(torch.equal(module.state_dict()[k], average[k]) for k in module.state_dict())  # model = average
-    assert all(torch.equal(ckpt["state_dict"][k], average[k]) for k in ckpt["state_dict"])  # checkpoint = average
-    assert int(ema._average_model.n_averaged) == 8  # 2 epochs x 4 steps, every step
+    assert all(torch.equal(module.state_dict()[k], ckpt["state_dict"][k]) for k in module.state_dict())  # model = average
+    assert int(ckpt["averaging_state"]["n_averaged"]) == 8  # 2 epochs x 4 steps, every step
+    assert ema._average_model is None  # dropped after fit: a later validate/test uses its checkpoint's weights
 
 
 def test_the_average_survives_a_checkpoint_round_trip_and_a_resume_equals_the_uninterrupted_run(tmp_path,
@@ -99,3 +101,70 @@ def test_callbacks_ema_composes_on_the_default_callbacks(tmp_path):
     assert set(cfg.callbacks) == set(default.callbacks) | {"ema"}
     ema = instantiate(cfg.callbacks.ema)
     assert isinstance(ema, WeightEMA) and ema.every_n_steps == 4 and ema.update_every_n_steps == 4
+
+
+@pytest.mark.parametrize("adjust", [False, True])
+def test_each_update_moves_every_parameter_and_buffer_by_the_decay(adjust):
+    """The foreach average (multi_avg_fn) is the EMA: avg <- decay * avg + (1 - decay) * weights, for the
+    parameters and the BatchNorm statistics, with the decay torchvision's adjustment gives when asked."""
+    ema = WeightEMA(decay=0.9 if not adjust else 0.99, adjust_decay=adjust)
+    module = make_module()
+    if adjust:  # what setup("fit") does, without a Trainer: 1 rank, batch 8, every step, 2 epochs
+        ema.decay_per_update = torchvision_ema_decay(0.99, 1, 8, 1, 2)
+        ema._use_decay(ema.decay_per_update)
+    average = torch.optim.swa_utils.AveragedModel(module, use_buffers=True, **ema._kwargs)
+    average.update_parameters(module)  # the first update copies
+    before = {k: v.clone() for k, v in average.module.state_dict().items()}
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(torch.randn_like(p))
+        for name, b in module.named_buffers():
+            if b.is_floating_point():
+                b.add_(1.0)
+    average.update_parameters(module)
+    decay = ema.decay_per_update
+    assert decay == (0.9 if not adjust else pytest.approx(1 - 0.01 * 8 / 2))
+    after, weights = average.module.state_dict(), module.state_dict()
+    floats = [k for k in before if before[k].is_floating_point()]
+    assert any("running_mean" in k for k in floats) and any(k.endswith("conv1.weight") for k in floats)
+    for k in floats:
+        torch.testing.assert_close(after[k], decay * before[k] + (1 - decay) * weights[k], rtol=1e-5, atol=1e-6)
+        assert not torch.equal(after[k], before[k]), k
+
+
+def test_an_average_set_up_before_auxiliary_heads_joined_is_refused_and_averaging_last_orders_it(tmp_path,
+                                                                                               one_torch_thread):
+    """Lightning pairs the average's parameters with the model's by position: an average copied before the
+    heads were attached would update and swap the wrong tensors, so it is refused; convnetlab-train orders
+    the callbacks with averaging_last, and then the heads are averaged and checkpointed with the rest."""
+    def heads() -> AuxiliaryClassifiers:
+        return AuxiliaryClassifiers({"layer2": 0.3}, head_type="gap")
+
+    with pytest.raises(InputError, match="before aux_heads joined"):
+        fit(tmp_path / "wrong", [WeightEMA(decay=0.8), heads()], epochs=1)
+    ordered = averaging_last([WeightEMA(decay=0.8), heads()])
+    assert isinstance(ordered[-1], WeightEMA)
+    fit(tmp_path / "ordered", ordered, epochs=1)
+    ckpt = load(tmp_path / "ordered" / "epoch=0.ckpt")
+    head_weights = [k for k in ckpt["state_dict"] if k.startswith("aux_heads.") and k.endswith("weight")]
+    assert head_weights and all(not torch.equal(ckpt["state_dict"][k], ckpt["current_model_state"][k])
+                                for k in head_weights)  # averaged, not the raw weights
+
+
+def test_validate_and_test_after_fit_use_the_checkpoints_averaged_weights(tmp_path, one_torch_thread):
+    """convnetlab-train validates and tests the best checkpoint on the trainer that fitted it: both must see
+    the checkpoint's average (its state_dict), as convnetlab-eval does, not its raw weights or the last average."""
+    ema = WeightEMA(decay=0.6)
+    trainer, module = fit(tmp_path, ema, epochs=2)
+    first = tmp_path / "epoch=0.ckpt"
+    tested = trainer.test(module, dataloaders=loader(16, seed=1), ckpt_path=first, verbose=False)[0]
+    validated = trainer.validate(module, dataloaders=loader(16, seed=1), ckpt_path=first, verbose=False)[0]
+    ckpt = load(first)
+    assert all(torch.equal(module.state_dict()[k], ckpt["state_dict"][k]) for k in ckpt["state_dict"])
+    fresh = ImageClassifier.load_from_checkpoint(first, map_location="cpu")
+    plain = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+    alone = plain.test(fresh, dataloaders=loader(16, seed=1), verbose=False)[0]
+    assert tested["test/acc1"] == alone["test/acc1"] and tested["test/loss"] == pytest.approx(alone["test/loss"])
+    assert validated["val/loss"] == pytest.approx(alone["test/loss"])  # the same images, the same weights
+    assert not any(torch.equal(ckpt["state_dict"][k], ckpt["current_model_state"][k])
+                   for k in ckpt["state_dict"] if k.endswith("conv1.weight"))  # so raw weights would differ

@@ -22,8 +22,16 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import EMAWeightAveraging
-from torch.optim.swa_utils import get_ema_avg_fn
+from pytorch_lightning.callbacks import EMAWeightAveraging, WeightAveraging
+from torch.optim.swa_utils import get_ema_multi_avg_fn
+
+from convnetlab.errors import InputError
+
+
+def averaging_last(callbacks: list[pl.Callback]) -> list[pl.Callback]:
+    """``callbacks`` with the weight-averaging ones moved to the end (otherwise in their order): an average
+    copies the module when it is set up, so callbacks that add modules to it (auxiliary heads) go first."""
+    return sorted(callbacks, key=lambda callback: isinstance(callback, WeightAveraging))
 
 
 def torchvision_ema_decay(decay: float, world_size: int, batch_per_device: int, every_n_steps: int,
@@ -47,6 +55,7 @@ class WeightEMA(EMAWeightAveraging):
     def __init__(self, decay: float = 0.9999, every_n_steps: int = 1, copy_epochs: int = 0,
                  adjust_decay: bool = False, log_raw: bool = True) -> None:
         super().__init__(decay=decay, update_every_n_steps=every_n_steps)
+        self._use_decay(float(decay))
         self.decay, self.every_n_steps, self.copy_epochs = float(decay), int(every_n_steps), int(copy_epochs)
         self.adjust_decay, self.log_raw = bool(adjust_decay), bool(log_raw)
         self.decay_per_update = self.decay
@@ -59,12 +68,41 @@ class WeightEMA(EMAWeightAveraging):
                 raise ValueError("WeightEMA(adjust_decay=True) needs the datamodule's per-device batch_size")
             self.decay_per_update = torchvision_ema_decay(self.decay, trainer.world_size, int(batch),
                                                           self.every_n_steps, trainer.max_epochs or 1)
-            self._kwargs["avg_fn"] = get_ema_avg_fn(decay=self.decay_per_update)
+            self._use_decay(self.decay_per_update)
         super().setup(trainer, pl_module, stage)
         if self._average_model is not None:  # a deep copy shares a compiled module's compiled call with the original
             for module in self._average_model.module.modules():
                 if getattr(module, "_compiled_call_impl", None) is not None:
                     module._compiled_call_impl = None
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Drop the average once fitting is over (``on_train_end`` has copied it into the model). Lightning's
+        callback would otherwise act on a later ``validate``/``test`` of a checkpoint: it would load that
+        checkpoint's raw weights (``current_model_state``) for testing and swap the last average in for
+        validation, where the checkpoint's own ``state_dict`` (its average) is what was validated and saved."""
+        self._average_model = None
+
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+        if self._average_model is not None:  # fitting (a resume); otherwise the model has the checkpoint's average
+            super().on_load_checkpoint(trainer, pl_module, checkpoint)
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Refuse an average that misses modules added after it was set up: Lightning pairs the average's
+        parameters with the model's by position, so it would average and swap the wrong tensors."""
+        if self._average_model is None:
+            return
+        averaged = [name for name, _ in self._average_model.module.named_parameters()]
+        current = [name for name, _ in pl_module.named_parameters()]
+        if averaged != current:
+            added = sorted({name.split(".")[0] for name in set(current) - set(averaged)}) or ["a changed module"]
+            raise InputError(f"WeightEMA was set up before {', '.join(added)} joined the model; put the callbacks "
+                             "that add modules before it (convnetlab.callbacks.ema.averaging_last orders a list so)")
+
+    def _use_decay(self, decay: float) -> None:
+        """Average with one foreach ``lerp`` over all tensors (``multi_avg_fn``) instead of Lightning's
+        per-tensor ``avg_fn``: the same average, a fraction of the update time (scripts/bench/README.md)."""
+        self._kwargs.pop("avg_fn", None)
+        self._kwargs["multi_avg_fn"] = get_ema_multi_avg_fn(decay=decay)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:

@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_only
 
 from convnetlab.callbacks import NonFiniteLossError
+from convnetlab.callbacks.ema import averaging_last
 from convnetlab.cli.hydra_app import entry_point, pin_ddp_children_to_this_job
 from convnetlab.cli.job import isolated_job
 from convnetlab.cli.report import print_result_table
@@ -43,7 +44,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         rank_zero_info(f"{cfg.model.arch}: {summary['params']:,} parameters, {summary['gflops']:.4f} GFLOPs/image")
         run_config = OmegaConf.to_container(cfg, resolve=True)
         with logger_session(cfg.get("logger"), run_dir, run_config, is_rank_zero=rank_zero_only.rank == 0) as session:
-            trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=list(callbacks.values()), logger=session.loggers)
+            trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=averaging_last(list(callbacks.values())),
+                                              logger=session.loggers)
             if trainer.is_global_zero:  # eval rebuilds the data from this, independent of its own cwd/env
                 OmegaConf.save(cfg, run_dir / RESOLVED_CONFIG, resolve=True)
             diverged_at = fit(trainer, module, datamodule, cfg.get("ckpt_path"), cfg.get("on_divergence", "raise"))
