@@ -108,7 +108,7 @@ def backbone(path: Path) -> dict[str, torch.Tensor]:
             if k.startswith("backbone.")}
 
 
-TESTED_ELSEWHERE = {"modern_vs_classic": "test_timm.py"}
+TESTED_ELSEWHERE = {"modern_vs_classic": "test_timm.py", "default": "test_cli_train.py"}
 
 
 def test_every_config_has_its_own_test():

@@ -61,6 +61,20 @@ def test_metrics_csv_holds_the_logged_values(trained_run):
     assert read_metrics(run_dir)["val/acc1"] == pytest.approx(best)
 
 
+def test_the_default_experiment_validates_checkpoints_and_tests_the_weight_average(trained_run):
+    """experiment=default (what runs without experiment=) adds an EMA of the weights, decay 0.98 per step:
+    the checkpoints' weights are the average, the raw weights ride along for an exact resume, and the
+    reported test accuracy is the averaged best checkpoint's."""
+    run_dir, _ = trained_run
+    metrics = read_metrics(run_dir)
+    assert metrics["ema/decay_per_update"] == 0.98 and "val/acc1_raw" not in metrics  # log_raw off
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    weights = [k for k in last["state_dict"] if k.endswith("conv1.weight")]
+    assert weights and all(not torch.equal(last["state_dict"][k], last["current_model_state"][k]) for k in weights)
+    choices = (run_dir / ".hydra" / "hydra.yaml").read_text()
+    assert "experiment: default" in choices and "callbacks: default_run" in choices
+
+
 def test_checkpoints_load_with_weights_only(trained_run):
     run_dir, _ = trained_run
     for path in (run_dir / "checkpoints").glob("*.ckpt"):

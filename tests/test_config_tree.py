@@ -58,6 +58,7 @@ DEFAULT_CALLBACKS = {
 GRADIENT_FLOW = {"gradient_flow": {"_target_": "convnetlab.callbacks.GradientFlow", "every_n_steps": 10, "output_dir": OUT}}
 EMA = {"ema": {"_target_": "convnetlab.callbacks.ema.WeightEMA", "decay": 0.9999, "every_n_steps": 1, "copy_epochs": 0,
                "adjust_decay": False, "log_raw": True}}
+DEFAULT_RUN_EMA = {"ema": {**EMA["ema"], "decay": 0.98, "log_raw": False}}  # callbacks/default_run
 V2_EMA = {"ema": {**EMA["ema"], "decay": 0.99998, "every_n_steps": 32, "adjust_decay": True,
                   "copy_epochs": "${scheduler.warmup_epochs}"}}  # torchvision's V2 recipe (ilsvrc/_recipe_v2)
 
@@ -73,6 +74,7 @@ FINETUNE = {"_target_": "convnetlab.callbacks.FinetuningSchedule", "phases": Non
 
 CALLBACK_VARIANTS = {
     "default": DEFAULT_CALLBACKS,
+    "default_run": {**DEFAULT_CALLBACKS, **DEFAULT_RUN_EMA},
     "gradient_flow": {**DEFAULT_CALLBACKS, **GRADIENT_FLOW},
     "ema": {**DEFAULT_CALLBACKS, **EMA},
     "aux_googlenet": {**DEFAULT_CALLBACKS, **GRADIENT_FLOW, **GOOGLENET_HEADS},
@@ -90,7 +92,9 @@ def without(callbacks: dict, *keys: str) -> dict:
 
 
 FINDINGS_CALLBACKS = {**DEFAULT_CALLBACKS, "step_checkpoint": None}  # findings/_base: short runs
+DEFAULT_RUN = CALLBACK_VARIANTS["default_run"]  # `convnetlab-train` without experiment= or callbacks=
 EXPERIMENT_CALLBACKS = {
+    "default": DEFAULT_RUN,
     "googlenet_aux": CALLBACK_VARIANTS["aux_googlenet"],
     "resnet_deep_supervision": CALLBACK_VARIANTS["deep_supervision"],
     "transfer_features": {**CALLBACK_VARIANTS["feature_extraction"],
@@ -143,11 +147,14 @@ def test_experiment_composes_the_callbacks_it_always_had(experiment):
 
 
 @pytest.mark.parametrize(("overrides", "expected"), [
-    (["callbacks.step_checkpoint=null"], {**DEFAULT_CALLBACKS, "step_checkpoint": None}),
+    ([], DEFAULT_RUN),
+    (["callbacks.step_checkpoint=null"], {**DEFAULT_RUN, "step_checkpoint": None}),
     (["callbacks.step_checkpoint.every_n_train_steps=5"],
-     {**DEFAULT_CALLBACKS, "step_checkpoint": {**DEFAULT_CALLBACKS["step_checkpoint"], "every_n_train_steps": 5}}),
-    (["+callbacks/aux_heads=vgg19_stages_2_3"], {**DEFAULT_CALLBACKS, **VGG19_HEADS}),
-    (["+callbacks/aux_heads=none"], {**DEFAULT_CALLBACKS, "aux_heads": {}}),
+     {**DEFAULT_RUN, "step_checkpoint": {**DEFAULT_CALLBACKS["step_checkpoint"], "every_n_train_steps": 5}}),
+    (["callbacks.ema=null"], {**DEFAULT_CALLBACKS, "ema": None}),
+    (["callbacks.ema.decay=0.9"], {**DEFAULT_CALLBACKS, "ema": {**DEFAULT_RUN_EMA["ema"], "decay": 0.9}}),
+    (["+callbacks/aux_heads=vgg19_stages_2_3"], {**DEFAULT_RUN, **VGG19_HEADS}),
+    (["+callbacks/aux_heads=none"], {**DEFAULT_RUN, "aux_heads": {}}),
     (["callbacks=gradient_flow", "+callbacks/aux_heads=vgg19_stages_2_3"], {**DEFAULT_CALLBACKS, **GRADIENT_FLOW, **VGG19_HEADS}),
     (["experiment=vgg19_plain_aux", "~callbacks.aux_heads"], {**DEFAULT_CALLBACKS, **GRADIENT_FLOW}),
     (["callbacks=deep_supervision", "~callbacks.aux_heads.heads", "+callbacks.aux_heads.heads={features.10: 0.3}"],
@@ -158,7 +165,7 @@ def test_experiment_composes_the_callbacks_it_always_had(experiment):
     (["callbacks=visual", "callbacks.visual_logging.every_n_epochs=3"],
      {**CALLBACK_VARIANTS["visual"], "visual_logging": {**CALLBACK_VARIANTS["visual"]["visual_logging"], "every_n_epochs": 3}}),
     (["+callbacks.record._target_=fault_injection.RecordBatches", "+callbacks.record.path=x"],
-     {**DEFAULT_CALLBACKS, "record": {"_target_": "fault_injection.RecordBatches", "path": "x"}}),
+     {**DEFAULT_RUN, "record": {"_target_": "fault_injection.RecordBatches", "path": "x"}}),
 ])
 def test_command_line_callback_overrides_people_use_keep_working(overrides, expected):
     assert node(composed(*overrides), "callbacks") == expected

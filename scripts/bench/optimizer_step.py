@@ -20,7 +20,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from convnetlab.models import build_model
+from default_model import default_model_and_batch
 
 IMPLEMENTATIONS = {"for-loop": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}
 
@@ -37,11 +37,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=10)
     parser.add_argument("--steps", type=int, default=5)
     args = parser.parse_args()
-    torch.manual_seed(0)
-    base = build_model(arch="resnet18", num_classes=10, in_channels=3, input_size=32, width=0.25)
-    base = base.to(memory_format=torch.channels_last)
-    images = torch.randn(64, 3, 32, 32).contiguous(memory_format=torch.channels_last)
-    labels = torch.randint(0, 10, (64,))
+    base, images, labels = default_model_and_batch()
     runs = {}
     for name, options in IMPLEMENTATIONS.items():
         model = copy.deepcopy(base)
