@@ -64,6 +64,14 @@ def test_flag_values_are_not_positional_words():
     check_positional("convnetlab-train", ["--cfg", "job", "-m", "model=lenet5", "--config-name", "train"])
 
 
+def test_hydra_deletions_are_overrides_not_positional_words():
+    """``~key`` deletes a key or a defaults entry (a resume replays ``~experiment`` for a run without one)."""
+    check_positional("convnetlab-train", ["~callbacks.aux_heads", "~experiment", "model=lenet5"])
+    check_group_choices(["~experiment", "~debug"])
+    with pytest.raises(InputError, match="not 'lenet5'"):
+        check_positional("convnetlab-train", ["~experiment", "lenet5"])
+
+
 @pytest.mark.parametrize("program", COMMANDS)
 def test_every_command_has_help_with_two_examples_that_start_with_its_name(program):
     text = help_text(program)

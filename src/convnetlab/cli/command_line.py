@@ -154,14 +154,15 @@ FLAGS_WITH_VALUE = ("--config-dir", "-cd", "--config-path", "-cp", "--config-nam
 
 
 def check_positional(program: str, args: list[str]) -> None:
-    """Words without ``=`` (``convnetlab-data check /data``) get the ``key=value`` form they most likely meant."""
+    """Words without ``=`` (``convnetlab-data check /data``) get the ``key=value`` form they most likely meant;
+    ``~key`` (Hydra's delete, e.g. ``~callbacks.aux_heads``) is an override, not a word."""
     words, skip = [], False
     for arg in args:
         if skip:
             skip = False
         elif arg in FLAGS_WITH_VALUE:
             skip = True
-        elif not arg.startswith("-") and "=" not in arg:
+        elif not arg.startswith(("-", "~")) and "=" not in arg:  # ~key: Hydra's delete
             words.append(arg)
     if not words:
         return

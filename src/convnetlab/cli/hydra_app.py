@@ -54,11 +54,25 @@ def resume_argv(argv: list[str]) -> list[str]:
     run_dir = run_dir_of_checkpoint(ckpt)
     if run_dir is None:
         return argv
-    given = {_override_key(a) for a in args if "=" in a}
+    given = {_override_key(a) for a in args if "=" in a or a.startswith("~")}
     saved = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text()) or []
     replay = [o for o in saved if _override_key(o) not in given and not _override_key(o).startswith("hydra.")]
+    replayed = {_override_key(o) for o in saved}
+    pins = [o for o in group_choices(run_dir) if _override_key(o) not in given | replayed]
     extra = [] if "hydra.run.dir" in given else [f"hydra.run.dir={run_dir}"]
-    return [argv[0], *replay, *args, *extra]
+    return [argv[0], *pins, *replay, *args, *extra]
+
+
+def group_choices(run_dir: Path) -> list[str]:
+    """The run's top-level config-group choices as overrides (``~group`` where it chose none), from its
+    ``.hydra/hydra.yaml``: a resume composes the groups the run trained with even when a default has changed
+    since (e.g. the default run's ``experiment`` and ``callbacks``). Empty for a run dir without the file."""
+    path = run_dir / ".hydra" / "hydra.yaml"
+    if not path.is_file():
+        return []
+    choices = ((yaml.safe_load(path.read_text()) or {}).get("hydra", {}).get("runtime", {}).get("choices")) or {}
+    return [f"~{group}" if option is None else f"{group}={option}" for group, option in choices.items()
+            if "/" not in group and "@" not in group and not group.startswith("hydra")]
 
 
 CONFIG_FLAGS = ("--config-dir", "-cd", "--config-path", "-cp", "--config-name", "-cn")
