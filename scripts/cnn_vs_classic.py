@@ -126,7 +126,7 @@ def run_dataset(dataset: str, sizes: list[str], seeds: list[int], out: Path, ext
             for s in sizes}
     for (run_seeds, n_epochs), group in _grouped(keys).items():
         defaults = ["logger=csv", "threads=1", "data.num_workers=0", f"data.batch_size={BATCH}", f"optimizer.lr={LR}",
-                    "callbacks.step_checkpoint=null",
+                    "callbacks=default", "callbacks.step_checkpoint=null",  # the recipe it was measured with
                     f"trainer.max_epochs={n_epochs}",
                     f"++trainer.check_val_every_n_epoch={max(1, n_epochs // VALIDATIONS)}"]
         run("train", f"model={','.join(CNNS)}", f"seed={','.join(map(str, run_seeds))}", f"data={dataset}",

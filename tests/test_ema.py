@@ -3,6 +3,8 @@ a checkpoint round trip and a resume (equal to the uninterrupted run), and logs 
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -50,7 +52,8 @@ def test_ema_weights_differ_from_raw_and_are_what_training_leaves(tmp_path, one_
     assert any(not torch.equal(ckpt["state_dict"][k], ckpt["current_model_state"][k]) for k in weights)
     assert all(torch.equal(module.state_dict()[k], ckpt["state_dict"][k]) for k in module.state_dict())  # model = average
     assert int(ckpt["averaging_state"]["n_averaged"]) == 8  # 2 epochs x 4 steps, every step
-    assert ema._average_model is None  # dropped after fit: a later validate/test uses its checkpoint's weights
+    raw = ema._average_model.module.state_dict()  # after fit the copy holds the raw weights, for val/acc1_raw
+    assert all(torch.equal(raw[k], ckpt["current_model_state"][k]) for k in ckpt["current_model_state"])
 
 
 def test_the_average_survives_a_checkpoint_round_trip_and_a_resume_equals_the_uninterrupted_run(tmp_path,
@@ -97,8 +100,8 @@ def test_callbacks_ema_composes_on_the_default_callbacks(tmp_path):
     register_resolvers()
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         cfg = compose(config_name="train", overrides=["callbacks=ema", "callbacks.ema.every_n_steps=4"])
-        default = compose(config_name="train")
-    assert set(cfg.callbacks) == set(default.callbacks) | {"ema"}
+        default = compose(config_name="train", overrides=["callbacks=default"])
+    assert "ema" not in default.callbacks and set(cfg.callbacks) == set(default.callbacks) | {"ema"}
     ema = instantiate(cfg.callbacks.ema)
     assert isinstance(ema, WeightEMA) and ema.every_n_steps == 4 and ema.update_every_n_steps == 4
 
@@ -109,10 +112,9 @@ def test_each_update_moves_every_parameter_and_buffer_by_the_decay(adjust):
     parameters and the BatchNorm statistics, with the decay torchvision's adjustment gives when asked."""
     ema = WeightEMA(decay=0.9 if not adjust else 0.99, adjust_decay=adjust)
     module = make_module()
-    if adjust:  # what setup("fit") does, without a Trainer: 1 rank, batch 8, every step, 2 epochs
-        ema.decay_per_update = torchvision_ema_decay(0.99, 1, 8, 1, 2)
-        ema._use_decay(ema.decay_per_update)
-    average = torch.optim.swa_utils.AveragedModel(module, use_buffers=True, **ema._kwargs)
+    trainer = SimpleNamespace(datamodule=SimpleNamespace(batch_size=8), world_size=1, max_epochs=2)  # every step
+    ema.setup(trainer, module, "fit")
+    average = ema._average_model
     average.update_parameters(module)  # the first update copies
     before = {k: v.clone() for k, v in average.module.state_dict().items()}
     with torch.no_grad():
@@ -153,8 +155,9 @@ def test_an_average_set_up_before_auxiliary_heads_joined_is_refused_and_averagin
 
 def test_validate_and_test_after_fit_use_the_checkpoints_averaged_weights(tmp_path, one_torch_thread):
     """convnetlab-train validates and tests the best checkpoint on the trainer that fitted it: both must see
-    the checkpoint's average (its state_dict), as convnetlab-eval does, not its raw weights or the last average."""
-    ema = WeightEMA(decay=0.6)
+    the checkpoint's average (its state_dict), as convnetlab-eval does, and val/acc1_raw is that checkpoint's
+    raw weights' top-1 (Lightning's callback tested the raw weights)."""
+    ema = WeightEMA(decay=0.9)
     trainer, module = fit(tmp_path, ema, epochs=2)
     first = tmp_path / "epoch=0.ckpt"
     tested = trainer.test(module, dataloaders=loader(16, seed=1), ckpt_path=first, verbose=False)[0]
@@ -168,3 +171,7 @@ def test_validate_and_test_after_fit_use_the_checkpoints_averaged_weights(tmp_pa
     assert validated["val/loss"] == pytest.approx(alone["test/loss"])  # the same images, the same weights
     assert not any(torch.equal(ckpt["state_dict"][k], ckpt["current_model_state"][k])
                    for k in ckpt["state_dict"] if k.endswith("conv1.weight"))  # so raw weights would differ
+    fresh.load_state_dict(ckpt["current_model_state"])  # the checkpoint's raw weights: its val/acc1_raw
+    raw = plain.test(fresh, dataloaders=loader(16, seed=1), verbose=False)[0]
+    assert validated["val/acc1_raw"] == pytest.approx(raw["test/acc1"]) != validated["val/acc1"]
+    assert ema.summary_metrics(trainer)["val/acc1_raw"] == pytest.approx(raw["test/acc1"])

@@ -167,8 +167,14 @@ def test_time_to_accuracy_survives_a_resume(tmp_path, monkeypatch):
     before.on_fit_start(None, None)
     before.on_validation_end(SimpleNamespace(sanity_checking=False, current_epoch=2,
                                              callback_metrics={"val/acc1": torch.tensor(0.6)}), None)
+    state = before.state_dict()
+    tested = TimeToAccuracy(target=0.5)  # a test of that checkpoint in a new trainer: its fit never ran
+    tested.setup(None, None, "test")
+    tested.load_state_dict(state)
+    assert (tested.epochs, tested.seconds) == (None, None)
     after = TimeToAccuracy(target=0.5)
-    after.load_state_dict(before.state_dict())
+    after.setup(None, None, "fit")  # Lightning sets up before it restores
+    after.load_state_dict(state)
     after.on_fit_start(None, None)
     assert (after.epochs, after.seconds) == (3, 4.0)
     assert after.elapsed() == 6.0 + 3.0  # the clock continues from where the run stopped

@@ -1,6 +1,6 @@
-"""train() reports the whole fit in metrics.json even when the best checkpoint is an early one: validating
-and testing that checkpoint restores every callback's state from it (Lightning does so for every stage),
-which used to replace the run's training time and images/s with those of the epochs before it."""
+"""train() reports the whole fit in metrics.json even when the best checkpoint is an early one: Lightning
+restores every callback's state when train() validates and tests that checkpoint, and the fit's own
+numbers (FitState: training time, images/s) must not be replaced by those of the epochs before it."""
 
 from __future__ import annotations
 

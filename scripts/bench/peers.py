@@ -51,6 +51,7 @@ def convnetlab_run(data: Path, work: Path, tag: str, epochs: int, extra: list[st
            "data.image_size=64", "data.batch_size=64", "data.num_workers=2", "model=resnet18",
            "model.small_input=false", "optimizer=sgd", "optimizer.lr=0.1", "optimizer.momentum=0.9",
            "optimizer.weight_decay=1e-4", "scheduler=cosine", "scheduler.warmup_epochs=0",
+           "callbacks=default",  # the default run's weight average is recipe, not speed: the peer has none
            f"trainer.max_epochs={epochs}", f"hydra.run.dir={run_dir}", *extra]
     subprocess.run(cmd, check=True, env=bench_env(), capture_output=True, text=True, cwd=work)
     metrics = json.loads((run_dir / "metrics.json").read_text())

@@ -7,6 +7,12 @@ swaps it in for validation, writes it as the checkpoint's ``state_dict`` (the ra
 the average into the model when training ends, so the best/last checkpoints, the test pass and
 ``convnetlab-eval`` all use the averaged weights. This subclass adds:
 
+- a validate/test of a checkpoint after fit (``convnetlab-train`` does both with the best one) uses that
+  checkpoint's average, as ``convnetlab-eval`` does; Lightning's callback tested its raw weights;
+- checks that the average pairs with the model tensor for tensor (callbacks that attach modules must be
+  set up first: :func:`averaging_last`) and gives it the model's memory format;
+- one foreach ``lerp`` per update instead of a per-tensor average;
+
 - ``val/acc1_raw``: top-1 of the raw (non-averaged) weights on the same validation batches, for
   comparison (one extra forward per validation batch, eager);
 - ``copy_epochs``: during the first epochs the average is reset after each update, so it follows the
@@ -32,6 +38,11 @@ def averaging_last(callbacks: list[pl.Callback]) -> list[pl.Callback]:
     """``callbacks`` with the weight-averaging ones moved to the end (otherwise in their order): an average
     copies the module when it is set up, so callbacks that add modules to it (auxiliary heads) go first."""
     return sorted(callbacks, key=lambda callback: isinstance(callback, WeightAveraging))
+
+
+def _tensors(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Parameters and buffers by name, in the order Lightning pairs them."""
+    return {**dict(module.named_parameters()), **dict(module.named_buffers())}
 
 
 def torchvision_ema_decay(decay: float, world_size: int, batch_per_device: int, every_n_steps: int,
@@ -60,6 +71,7 @@ class WeightEMA(EMAWeightAveraging):
         self.adjust_decay, self.log_raw = bool(adjust_decay), bool(log_raw)
         self.decay_per_update = self.decay
         self._raw_counts: torch.Tensor | None = None
+        self._fitting = False
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage == "fit" and self.adjust_decay:
@@ -70,33 +82,46 @@ class WeightEMA(EMAWeightAveraging):
                                                           self.every_n_steps, trainer.max_epochs or 1)
             self._use_decay(self.decay_per_update)
         super().setup(trainer, pl_module, stage)
-        if self._average_model is not None:  # a deep copy shares a compiled module's compiled call with the original
+        self._fitting = stage == "fit"  # set before Lightning restores a checkpoint
+        if stage == "fit" and self._average_model is not None:  # a deep copy shares a compiled module's call
             for module in self._average_model.module.modules():
                 if getattr(module, "_compiled_call_impl", None) is not None:
                     module._compiled_call_impl = None
 
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """The model gets the average (Lightning); the copy that held the average keeps the raw weights, for
+        a later ``val/acc1_raw``."""
+        raw = {name: value.detach().clone() for name, value in pl_module.state_dict().items()}
+        super().on_train_end(trainer, pl_module)
+        self._average_model.module.load_state_dict(raw)
+
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Drop the average once fitting is over (``on_train_end`` has copied it into the model). Lightning's
-        callback would otherwise act on a later ``validate``/``test`` of a checkpoint: it would load that
-        checkpoint's raw weights (``current_model_state``) for testing and swap the last average in for
-        validation, where the checkpoint's own ``state_dict`` (its average) is what was validated and saved."""
-        self._average_model = None
+        self._fitting = False
 
     def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
-        if self._average_model is not None:  # fitting (a resume); otherwise the model has the checkpoint's average
+        """Resuming a fit: Lightning restores the average and the raw weights. Validating or testing a checkpoint
+        (``convnetlab-train`` does both with the best one after fit): the model keeps the checkpoint's
+        ``state_dict``, its average, which is what was validated and saved, and the raw copy gets the
+        checkpoint's raw weights. Lightning's callback would load the raw weights into the model instead."""
+        if self._fitting:
             super().on_load_checkpoint(trainer, pl_module, checkpoint)
+        elif self._average_model is not None:
+            self._average_model.module.load_state_dict(checkpoint.get("current_model_state", checkpoint["state_dict"]))
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Refuse an average that misses modules added after it was set up: Lightning pairs the average's
-        parameters with the model's by position, so it would average and swap the wrong tensors."""
+        """Refuse an average that misses modules added after it was set up (Lightning pairs the average's
+        parameters and buffers with the model's by position, so it would average and swap the wrong tensors),
+        and give its tensors the model's memory format."""
         if self._average_model is None:
             return
-        averaged = [name for name, _ in self._average_model.module.named_parameters()]
-        current = [name for name, _ in pl_module.named_parameters()]
-        if averaged != current:
+        averaged, current = _tensors(self._average_model.module), _tensors(pl_module)
+        if list(averaged) != list(current):
             added = sorted({name.split(".")[0] for name in set(current) - set(averaged)}) or ["a changed module"]
             raise InputError(f"WeightEMA was set up before {', '.join(added)} joined the model; put the callbacks "
                              "that add modules before it (convnetlab.callbacks.ema.averaging_last orders a list so)")
+        for name, tensor in averaged.items():  # the model's memory format was chosen after the copy (``"auto"``)
+            if tensor.stride() != current[name].stride():
+                tensor.data = torch.empty_like(current[name]).copy_(tensor.data)
 
     def _use_decay(self, decay: float) -> None:
         """Average with one foreach ``lerp`` over all tensors (``multi_avg_fn``) instead of Lightning's
@@ -113,7 +138,8 @@ class WeightEMA(EMAWeightAveraging):
 
     # ----------------------------------------------------------------- raw weights' validation accuracy
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        super().on_validation_epoch_start(trainer, pl_module)  # swaps: the AveragedModel now holds the raw weights
+        if self._fitting:  # swap: the model validates the average, the AveragedModel holds the raw weights
+            super().on_validation_epoch_start(trainer, pl_module)
         self._raw_counts = torch.zeros(2, dtype=torch.float64, device=pl_module.device)
 
     def on_validation_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
@@ -136,7 +162,8 @@ class WeightEMA(EMAWeightAveraging):
             if total:
                 pl_module.log("val/acc1_raw", correct / total, on_epoch=True, sync_dist=False)
         self._raw_counts = None
-        super().on_validation_epoch_end(trainer, pl_module)
+        if self._fitting:
+            super().on_validation_epoch_end(trainer, pl_module)
 
     def summary_metrics(self, trainer: pl.Trainer) -> dict[str, Any]:
         """The decay actually applied per update, and the raw weights' last ``val/acc1_raw``."""

@@ -13,13 +13,15 @@ import time
 import pytorch_lightning as pl
 import torch
 
+from convnetlab.callbacks.fit_state import FitState
+
 
 def _sync(trainer: pl.Trainer) -> None:
     if trainer.strategy.root_device.type == "cuda":
         torch.cuda.synchronize(trainer.strategy.root_device)
 
 
-class TrainThroughput(pl.Callback):
+class TrainThroughput(FitState, pl.Callback):
     """Measures training images/s (per process, after warm-up) and total fit seconds."""
 
     def __init__(self, warmup_batches: int = 5) -> None:
@@ -90,7 +92,7 @@ class TrainThroughput(pl.Callback):
         elapsed = self._seconds_before + time.perf_counter() - self._fit_start if self._fit_start else 0.0
         return {"images": self.images, "seconds": self.seconds, "train_seconds": elapsed}
 
-    def load_state_dict(self, state_dict: dict) -> None:
+    def load_fit_state(self, state_dict: dict) -> None:
         self.images = state_dict["images"]
         self.seconds = state_dict["seconds"]
         self.train_seconds = state_dict.get("train_seconds", 0.0)

@@ -14,8 +14,10 @@ from typing import Any
 
 import pytorch_lightning as pl
 
+from convnetlab.callbacks.fit_state import FitState
 
-class TimeToAccuracy(pl.Callback):
+
+class TimeToAccuracy(FitState, pl.Callback):
     """Args: target (fraction in [0, 1]); monitor (a logged validation metric)."""
 
     def __init__(self, target: float, monitor: str = "val/acc1") -> None:
@@ -44,6 +46,6 @@ class TimeToAccuracy(pl.Callback):
     def state_dict(self) -> dict:
         return {"epochs": self.epochs, "seconds": self.seconds, "elapsed": self.elapsed()}
 
-    def load_state_dict(self, state_dict: dict) -> None:
+    def load_fit_state(self, state_dict: dict) -> None:
         self.epochs, self.seconds = state_dict.get("epochs"), state_dict.get("seconds")
         self._seconds_before = state_dict.get("elapsed", 0.0)

@@ -51,10 +51,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             diverged_at = fit(trainer, module, datamodule, cfg.get("ckpt_path"), cfg.get("on_divergence", "raise"))
             summary["train/diverged_at_step"] = diverged_at  # None again once a resumed run gets through
             if diverged_at is None:
-                # the callbacks report the fit before evaluate_best restores their states from the best checkpoint
-                summary.update(callback_metrics(callbacks.values(), trainer))
                 checkpoints = {role: callbacks.get(key) for role, key in CHECKPOINT_ROLES.items()}
                 summary.update(evaluate_best(trainer, module, datamodule, checkpoints, test=cfg.get("test", True)))
+                summary.update(callback_metrics(callbacks.values(), trainer))
                 if trainer.is_global_zero:
                     summary.update(speed_and_memory(trainer, module, datamodule))
             session.failed = diverged_at is not None  # the W&B run is marked failed; a sweep goes on
