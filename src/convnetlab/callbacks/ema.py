@@ -31,6 +31,7 @@ import torch
 from pytorch_lightning.callbacks import EMAWeightAveraging, WeightAveraging
 from torch.optim.swa_utils import get_ema_multi_avg_fn
 
+from convnetlab.callbacks.fit_state import FitState
 from convnetlab.errors import InputError
 
 
@@ -52,7 +53,7 @@ def torchvision_ema_decay(decay: float, world_size: int, batch_per_device: int, 
     return 1.0 - alpha
 
 
-class WeightEMA(EMAWeightAveraging):
+class WeightEMA(FitState, EMAWeightAveraging):
     """EMA of the weights (and BatchNorm buffers), updated after every ``every_n_steps``-th optimizer step.
 
     Args:
@@ -71,7 +72,6 @@ class WeightEMA(EMAWeightAveraging):
         self.adjust_decay, self.log_raw = bool(adjust_decay), bool(log_raw)
         self.decay_per_update = self.decay
         self._raw_counts: torch.Tensor | None = None
-        self._fitting = False
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage == "fit" and self.adjust_decay:
@@ -81,8 +81,7 @@ class WeightEMA(EMAWeightAveraging):
             self.decay_per_update = torchvision_ema_decay(self.decay, trainer.world_size, int(batch),
                                                           self.every_n_steps, trainer.max_epochs or 1)
             self._use_decay(self.decay_per_update)
-        super().setup(trainer, pl_module, stage)
-        self._fitting = stage == "fit"  # set before Lightning restores a checkpoint
+        super().setup(trainer, pl_module, stage)  # FitState: _fitting, before Lightning restores a checkpoint
         if stage == "fit" and self._average_model is not None:  # a deep copy shares a compiled module's call
             for module in self._average_model.module.modules():
                 if getattr(module, "_compiled_call_impl", None) is not None:
@@ -94,9 +93,6 @@ class WeightEMA(EMAWeightAveraging):
         raw = {name: value.detach().clone() for name, value in pl_module.state_dict().items()}
         super().on_train_end(trainer, pl_module)
         self._average_model.module.load_state_dict(raw)
-
-    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._fitting = False
 
     def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
         """Resuming a fit: Lightning restores the average and the raw weights. Validating or testing a checkpoint
@@ -122,6 +118,9 @@ class WeightEMA(EMAWeightAveraging):
         for name, tensor in averaged.items():  # the model's memory format was chosen after the copy (``"auto"``)
             if tensor.stride() != current[name].stride():
                 tensor.data = torch.empty_like(current[name]).copy_(tensor.data)
+
+    def load_fit_state(self, state_dict: dict[str, Any]) -> None:
+        EMAWeightAveraging.load_state_dict(self, state_dict)  # the last update step, when a fit resumes
 
     def _use_decay(self, decay: float) -> None:
         """Average with one foreach ``lerp`` over all tensors (``multi_avg_fn``) instead of Lightning's
