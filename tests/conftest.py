@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -16,6 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 # One memory-format cache (module.channels_last=auto) per test process, shared by its CLI runs and in-process
 # trainers: runs of one test then agree on the format (the first probe wins) and ~/.cache stays untouched.
 os.environ["CONVNETLAB_CACHE_DIR"] = tempfile.mkdtemp(prefix="convnetlab-cache-")
+atexit.register(shutil.rmtree, os.environ["CONVNETLAB_CACHE_DIR"], ignore_errors=True)
 
 # A 4-class, 32 px shapes set small enough that a run takes seconds on 2 CPU cores.
 TINY_DATA = [
