@@ -73,6 +73,24 @@ def test_optimize_leaves_out_bad_files_and_logs_them(tmp_path, caplog):
     assert "empty.png: zero-byte file" in caplog.text
 
 
+def test_optimize_stages_in_its_own_folders_and_leaves_litdata_shared_ones_alone(tmp_path, monkeypatch):
+    """litdata empties $TMPDIR/chunks and $TMPDIR/data at the start of every optimize; a concurrent job's files
+    there (an s3 upload in progress) must survive ours, and the environment is as before afterwards."""
+    import os
+    import tempfile
+
+    system_tmp = tmp_path / "system-tmp"
+    for shared in ("chunks", "data"):
+        (system_tmp / shared).mkdir(parents=True)
+        (system_tmp / shared / "another-job.bin").write_bytes(b"x")
+    monkeypatch.setattr(tempfile, "tempdir", str(system_tmp))
+    monkeypatch.delenv("DATA_OPTIMIZER_CACHE_FOLDER", raising=False)
+    optimize_folder(numbered_tree(tmp_path / "folder"), tmp_path / "out", chunk_size=4)
+    assert (system_tmp / "chunks" / "another-job.bin").exists() and (system_tmp / "data" / "another-job.bin").exists()
+    assert "DATA_OPTIMIZER_CACHE_FOLDER" not in os.environ
+    assert not [p.name for p in system_tmp.iterdir() if p.name.startswith("convnetlab-optimize-")]
+
+
 def split_over(streaming: Path, world: int, workers: int, epoch: int, batch_size: int = 2) -> list[list[int]]:
     """Per rank: the sample ids of one training epoch, as that rank's loader yields them."""
     source = StreamingSource(streaming, seed=3)

@@ -11,6 +11,7 @@ uploads; credentials from the usual AWS environment variables).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import multiprocessing
@@ -18,7 +19,7 @@ import os
 import random
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from convnetlab.data.folder import STREAMING_INFO, atomic_dir, find_bad_files, find_samples, list_classes
 from convnetlab.errors import MissingFileError
@@ -94,9 +95,10 @@ def optimize_folder(root: str | Path, out: str | Path, num_workers: int = 1, chu
             previous, environment = multiprocessing.get_start_method(allow_none=True), dict(os.environ)
             try:  # litdata sets the process-wide start method (spawn: each worker re-imports torch); fork is
                 # enough to read files, and the caller's method comes back (its DataLoaders must not spawn)
-                litdata.optimize(fn=_item, inputs=samples, output_dir=join(target, split), num_workers=num_workers,
-                                 reorder_files=False, keep_data_ordered=True, verbose=False, start_method="fork",
-                                 **sizing)
+                with _private_work_dirs():
+                    litdata.optimize(fn=_item, inputs=samples, output_dir=join(target, split),
+                                     num_workers=num_workers, reorder_files=False, keep_data_ordered=True,
+                                     verbose=False, start_method="fork", **sizing)
             finally:
                 multiprocessing.set_start_method(previous, force=True)
                 for key in set(os.environ) - set(environment):  # DATA_OPTIMIZER_NUM_WORKERS and the like
@@ -111,6 +113,19 @@ def optimize_folder(root: str | Path, out: str | Path, num_workers: int = 1, chu
         write(str(tmp))
         (tmp / STREAMING_INFO).write_text(json.dumps(info, indent=1) + "\n")
     return str(out)
+
+
+@contextlib.contextmanager
+def _private_work_dirs() -> Iterator[None]:
+    """Give one ``litdata.optimize`` call its own staging folders. litdata's default ones are shared by every
+    process of the machine (``$TMPDIR/chunks`` and ``$TMPDIR/data``) and each call empties them first, so two
+    optimize jobs at once (an upload to s3 beside any other) would delete each other's chunks. A folder the
+    user chose through litdata's own variables (``DATA_OPTIMIZER_CACHE_FOLDER``, ``..._DATA_CACHE_FOLDER``)
+    is kept."""
+    with tempfile.TemporaryDirectory(prefix="convnetlab-optimize-") as tmp:
+        for variable, name in (("DATA_OPTIMIZER_CACHE_FOLDER", "chunks"), ("DATA_OPTIMIZER_DATA_CACHE_FOLDER", "data")):
+            os.environ.setdefault(variable, os.path.join(tmp, name))
+        yield
 
 
 def _exists(out: str | Path) -> bool:
