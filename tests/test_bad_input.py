@@ -99,6 +99,31 @@ def test_a_key_that_does_not_exist_is_named_with_the_plus_syntax_and_nothing_is_
     assert list(tmp_path.iterdir()) == []  # no outputs/, no run dir, no log
 
 
+def test_a_required_value_left_unset_is_asked_for_with_its_override_and_nothing_is_written(tmp_path, monkeypatch,
+                                                                                          capsys):
+    proc = in_process("data=imagefolder", "hydra.run.dir=run", cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys)
+    assert assert_one_line_error(proc) == "error: data.root must be set: add data.root=<dataset folder> to the command line"
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("program, module, args, expected", [
+    ("convnetlab-eval", "evaluate", ["ckpt_path=x.ckpt", "data.root=/d"],
+     "data.root needs a data chosen first: add data=<one of: digits, "),
+    ("convnetlab-compare", "compare", ["model=resnet18"], "convnetlab-compare has no model option"),
+])
+def test_a_setting_of_a_group_the_command_has_not_chosen_says_what_would_work(program, module, args, expected,
+                                                                              tmp_path, monkeypatch, capsys):
+    import importlib
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", [program, *args])
+    with pytest.raises(SystemExit) as stopped:
+        importlib.import_module(f"convnetlab.cli.{module}").main()
+    proc = subprocess.CompletedProcess(args, stopped.value.code, "", capsys.readouterr().err)
+    assert assert_one_line_error(proc).startswith(f"error: {expected}")
+    assert "+" not in assert_one_line_error(proc)  # Hydra's "+key" advice would not work either
+
+
 @pytest.mark.slow
 def test_a_missing_data_root_is_named(tmp_path, data_dir):
     missing = tmp_path / "no_such_dataset"
@@ -141,6 +166,20 @@ def test_resuming_a_checkpoint_of_another_model_is_an_error_and_loses_nothing(fi
     proc = cli(f"ckpt_path={ckpt}", "model=resnet18", "model.width=0.125", cwd=finished_run.parent, data_dir=data_dir)
     assert_one_line_error(proc, str(ckpt), "lenet5", "resnet18")
     assert snapshot(finished_run) == before  # .hydra/ (replayed by the next resume), checkpoints, metrics
+
+
+@pytest.mark.slow
+def test_resuming_from_a_truncated_checkpoint_is_one_line_and_loses_nothing(finished_run, data_dir):
+    last = finished_run / "checkpoints" / "last.ckpt"
+    cut = finished_run / "checkpoints" / "cut.ckpt"
+    cut.write_bytes(last.read_bytes()[:4096])
+    before = snapshot(finished_run)
+    try:
+        proc = cli(f"ckpt_path={cut}", cwd=finished_run.parent, data_dir=data_dir)
+    finally:
+        cut.unlink()
+    assert_one_line_error(proc, str(cut), "damaged")
+    assert snapshot(finished_run) == {k: v for k, v in before.items() if k != "checkpoints/cut.ckpt"}
 
 
 @pytest.mark.slow

@@ -80,9 +80,11 @@ def test_data_refuses_bad_input_with_an_input_error(values, message, tmp_path):
 def test_data_check_tells_a_missing_root_from_a_folder_with_bad_files(tmp_path, capsys):
     with pytest.raises(MissingFileError, match="nowhere does not exist"):
         run_action(_data_cfg(action="check", root=str(tmp_path / "nowhere")), tmp_path)
+    for split in ("train", "val"):
+        for label in ("cat", "dog"):
+            (tmp_path / "ds" / split / label).mkdir(parents=True)
+            Image.new("RGB", (8, 8)).save(tmp_path / "ds" / split / label / "good.png")
     folder = tmp_path / "ds" / "train" / "cat"
-    folder.mkdir(parents=True)
-    Image.new("RGB", (8, 8)).save(folder / "good.png")
     (folder / "broken.png").write_bytes(b"not a png")
     with pytest.raises(SystemExit) as stopped:
         run_action(_data_cfg(action="check", root=str(tmp_path / "ds")), tmp_path)

@@ -107,4 +107,4 @@ def test_probe_cli_overlays_checkpoints_and_starts_at_the_eval_accuracy(data_dir
         assert np.asarray(picture.convert("L")).std() > 10
     assert "best-ckpt" in proc.stdout and "last-ckpt" in proc.stdout
     missing = run_cli("probe", cwd=tmp_path, data_dir=data_dir, check=False)
-    assert missing.returncode != 0 and missing.stderr.strip().splitlines()[-1].startswith("error: ckpt_paths is required")
+    assert missing.returncode != 0 and missing.stderr.strip().splitlines()[-1].startswith("error: ckpt_paths must be set: add ckpt_paths=[")

@@ -18,6 +18,20 @@ def test_metrics_json_merges_and_stays_flat(tmp_path):
     assert not list(tmp_path.glob(".metrics-*"))
 
 
+def test_metrics_json_is_as_readable_as_the_other_run_files(tmp_path):
+    import os
+    import stat
+
+    previous = os.umask(0o022)
+    try:
+        update_metrics(tmp_path, {"val/acc1": 0.5})
+        (tmp_path / "neighbour.txt").write_text("x")
+    finally:
+        os.umask(previous)
+    mode = stat.S_IMODE((tmp_path / "metrics.json").stat().st_mode)
+    assert mode == stat.S_IMODE((tmp_path / "neighbour.txt").stat().st_mode) == 0o644
+
+
 def test_resume_replays_the_runs_overrides_and_reuses_its_directory(tmp_path):
     run = tmp_path / "run"
     (run / ".hydra").mkdir(parents=True)

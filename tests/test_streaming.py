@@ -223,7 +223,7 @@ def test_a_missing_streaming_root_says_how_to_write_it(tmp_path):
 
     with pytest.raises(MissingFileError, match="action=optimize root="):
         datamodule(tmp_path / "nope").num_classes
-    with pytest.raises(MissingFileError, match=r"nope/classes\.json does not exist"):
+    with pytest.raises(MissingFileError, match=r"nope does not exist; write streaming data with"):
         datamodule(tmp_path / "nope").setup("fit")
     assert not (tmp_path / "nope").exists()  # a wrong root is reported, not created
 

@@ -26,12 +26,19 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def update_metrics(run_dir: str | Path, values: dict[str, Any]) -> dict[str, Any]:
     """Merge ``values`` into ``run_dir/metrics.json`` (flat object), writing atomically; returns the result."""
     path = Path(run_dir) / METRICS_FILE
     current = json.loads(path.read_text()) if path.exists() else {}
     current.update({key: _plain(value) for key, value in values.items()})
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".metrics-", suffix=".json")
+    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would hide the file from the rest of a team
     with os.fdopen(fd, "w") as handle:
         json.dump(current, handle, indent=2, sort_keys=True)
         handle.write("\n")
@@ -60,7 +67,9 @@ def run_data_config(data: DictConfig | None, ckpt_path: str | Path, run_dir: Pat
 def check_resume_checkpoint(ckpt_path: str | Path, module: torch.nn.Module) -> None:
     """Raise InputError if ``ckpt_path`` holds another backbone than ``module`` (names or shapes differ),
     naming both architectures, instead of Lightning's page of missing and unexpected keys."""
-    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    from convnetlab.checkpoint_file import read_checkpoint
+
+    checkpoint = read_checkpoint(ckpt_path)
     # The backbone only: callbacks add their own modules (auxiliary heads) after this check runs.
     saved = {k: v for k, v in checkpoint.get("state_dict", {}).items() if k.startswith("backbone.")}
     ours = {k: v for k, v in module.state_dict().items() if k.startswith("backbone.")}

@@ -20,6 +20,7 @@ from torch import Tensor
 
 from convnetlab.analysis.filters import conv_layers, filter_grid
 from convnetlab.analysis.plots import save_figure
+from convnetlab.checkpoint_file import load_classifier
 from convnetlab.errors import InputError
 from convnetlab.runs import run_dir_of_checkpoint
 
@@ -51,10 +52,8 @@ def _run_seed(ckpt_path: str | Path) -> int:
 def filters_at_init_and_trained(ckpt_path: str | Path, png: Path, layers: list[str] | None = None) -> tuple[dict, Path]:
     """Shares and kernel grids of the first and the last conv layer (or ``layers``): trained weights
     from the checkpoint, initial ones from the same architecture drawn with the run's seed."""
-    from convnetlab.lit import ImageClassifier
-
     with torch.random.fork_rng(devices=[]):  # building networks draws initial weights: the caller's RNG is restored
-        module = ImageClassifier.load_from_checkpoint(ckpt_path, map_location="cpu", weights_only=True)
+        module = load_classifier(ckpt_path)
         trained = module.backbone
         torch.manual_seed(_run_seed(ckpt_path))
         initial = type(module)(**module.hparams).backbone  # built as the run built it, before training

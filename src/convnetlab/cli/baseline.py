@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from convnetlab.analysis.baselines import Split, as_arrays, check_method, fit_and_score
 from convnetlab.cli.hydra_app import entry_point
 from convnetlab.cli.report import print_result_table
+from convnetlab.data.folder import check_two_classes
 from convnetlab.runs import RESOLVED_CONFIG, update_metrics
 
 
@@ -20,6 +21,7 @@ def baseline(cfg: DictConfig, output_dir: Path) -> dict:
     kind, classifier = check_method(cfg.method)
     pl.seed_everything(cfg.seed)  # before the datamodule: data.train_per_class draws with this seed
     datamodule = instantiate(cfg.data)
+    check_two_classes(datamodule.classes, datamodule.root)  # as training does; setup() checks the splits
     datamodule.setup()
     datamodule.train_dataset.transform = datamodule.eval_transform  # the eval view: centre crop, no augmentation
     splits = {name: Split(*as_arrays(getattr(datamodule, f"{name}_dataset"))) for name in ("train", "val", "test")}

@@ -2,8 +2,14 @@
 the official ILSVRC-2012 validation folder into class folders, or optimize a dataset into litdata chunks.
 
 A check lists every problem (one line each) instead of stopping at the first, so a large folder is
-fixed in one pass. Exit status: 0 when all is well, 1 (``PROBLEMS_FOUND``) when a check found bad files,
-2 for bad input (an unknown action, a missing root or argument), as for every convnetlab command.
+fixed in one pass: bad files, and what training would refuse in the layout (no train/ split, fewer than
+two classes, a split whose class folders differ from train's, a class folder without images; the rules
+of ``folder.py`` that training runs), so a check that passes means training accepts the folder. Exit
+status: 0 when all is well, 1 (``PROBLEMS_FOUND``) when a check found problems, 2 for bad input (an unknown
+action, a missing argument, or a root that is no class-folder tree at all: missing, a file, empty, litdata
+output, a folder of images), as for every convnetlab command. A layout problem is a finding (1), listed
+with the bad files, because the user pointed at the dataset and wants to know everything wrong with it; a
+root that is none is a wrong argument (2), with nothing checked.
 """
 
 from __future__ import annotations
@@ -16,7 +22,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from convnetlab.cli.hydra_app import entry_point
-from convnetlab.data.folder import IMAGE_EXTENSIONS, inspect_file, read_image
+from convnetlab.data.folder import (IMAGE_EXTENSIONS, LAYOUT, find_samples, inspect_file, layout_errors, read_image,
+                                    streaming_output)
 from convnetlab.data.imagenet_prep import prepare_val
 from convnetlab.data.streaming_writer import optimize_folder
 from convnetlab.errors import InputError, MissingFileError
@@ -37,19 +44,41 @@ def _class_dirs(root: Path) -> list[Path]:
     return sorted(d for split in splits for d in split.iterdir() if d.is_dir() and not d.name.startswith("."))
 
 
+def check_root(root: Path) -> None:
+    """Refuse a root that is no class-folder tree at all (bad input: there is nothing to check)."""
+    todo = "pass the dataset root (with train/<class>/<image>)"
+    if not root.exists():
+        raise MissingFileError(f"{root} does not exist; {todo}")
+    if not root.is_dir():
+        raise InputError(f"{root} is a file, not a folder; {todo}")
+    output = streaming_output(root)
+    if output is not None:
+        raise InputError(f"{root} is litdata output (convnetlab streaming chunks), not class folders: train on it "
+                         f"with data=streaming data.root={output}, or check the class folders it was written from")
+    entries = [e for e in os.scandir(root) if not e.name.startswith(".")]
+    if not entries:
+        raise InputError(f"{root} is empty; {LAYOUT}")
+    if not (root / "train").is_dir() and any(
+            e.is_file() and os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS for e in entries):
+        raise InputError(f"{root} holds images, not class folders; root should be the dataset root, with "
+                         "train/<class>/<image>")
+
+
 def bad_images(root: Path, channels: int = 3) -> tuple[int, list[str]]:
     """(number of files checked, one message per problem) for a class-folder tree.
 
-    Problems: empty class folders, files that are not images (by extension or content), and
-    zero-byte, unreadable, truncated or undecodable images.
+    Problems: class folders without images (empty, or only other files), files that are not images (by
+    extension or content), and zero-byte, unreadable, truncated or undecodable images.
     """
-    if not root.is_dir():
-        raise MissingFileError(f"{root} does not exist; pass the dataset root (with train/<class>/...)")
+    check_root(root)
     checked, problems = 0, []
     for class_dir in _class_dirs(root):
         files = sorted(os.path.join(d, f) for d, _, names in os.walk(class_dir, followlinks=True) for f in names)
-        if not files:
-            problems.append(f"{class_dir}: empty class folder")
+        try:  # training's rule for a class folder (find_samples)
+            find_samples(class_dir.parent, [class_dir.name])
+        except MissingFileError:
+            problems.append(f"{class_dir}: empty class folder" if not files else
+                            f"{class_dir}: no images, only files training does not read")
         for path in files:
             checked += 1
             if os.path.splitext(path)[1].lower() not in IMAGE_EXTENSIONS:
@@ -67,10 +96,17 @@ def bad_images(root: Path, channels: int = 3) -> tuple[int, list[str]]:
 
 
 def check(root: Path, channels: int) -> int:
-    """Print every problem and a summary line; the exit status (``PROBLEMS_FOUND`` if anything is wrong)."""
+    """Print every problem and a summary line; the exit status (``PROBLEMS_FOUND`` if anything is wrong).
+
+    Layout problems (``layout_errors``: the checks training runs) come first, then the bad files."""
+    check_root(root)
+    layout = [str(error) for error in layout_errors(root, option="root")[1]]
     checked, problems = bad_images(root, channels)
-    print("\n".join(problems + [f"checked {checked} images under {root}: {len(problems)} unreadable"]))
-    return PROBLEMS_FOUND if problems else 0
+    summary = f"checked {checked} images under {root}: {len(problems)} unreadable"
+    if layout:
+        summary += f"; {len(layout)} layout problem(s) that training would refuse"
+    print("\n".join(layout + problems + [summary]))
+    return PROBLEMS_FOUND if layout or problems else 0
 
 
 def run_action(cfg: DictConfig, output_dir: Path) -> None:

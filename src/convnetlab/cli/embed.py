@@ -20,20 +20,18 @@ from torch.utils.data import IterableDataset
 from convnetlab.analysis.embeddings import extract_embeddings, knn_accuracy, linear_probe_accuracy
 from convnetlab.cli.hydra_app import entry_point
 from convnetlab.data.embeddings import save_embeddings
-from convnetlab.lit import ImageClassifier
+from convnetlab.checkpoint_file import check_checkpoint_path, load_classifier
 from convnetlab.runs import run_data_config, run_dir_of_checkpoint, update_metrics
-from convnetlab.errors import InputError, MissingFileError
+from convnetlab.errors import InputError
 
 
 def embed(cfg: DictConfig, output_dir: Path) -> dict:
     """Write ``embeddings_<split>.npz`` for train/val/test into ``output_dir`` and return the probe metrics."""
-    ckpt_path = Path(cfg.ckpt_path)
-    if not ckpt_path.is_file():
-        raise MissingFileError(f"ckpt_path={ckpt_path} does not exist; pass the path of a .ckpt file.")
+    ckpt_path = check_checkpoint_path(cfg.ckpt_path)
     pl.seed_everything(cfg.seed, workers=True)
     data_cfg = run_data_config(cfg.get("data"), ckpt_path, run_dir_of_checkpoint(ckpt_path))
     datamodule = instantiate(data_cfg)
-    module = ImageClassifier.load_from_checkpoint(ckpt_path, map_location="cpu", weights_only=True)
+    module = load_classifier(ckpt_path)
     channels = module.mean.shape[1]
     if channels != datamodule.channels:
         raise InputError(f"{ckpt_path} takes {channels}-channel images but data '{data_cfg.name}' has "

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
 from convnetlab.cli.command_line import config_dir, program_of
-from convnetlab.errors import MissingFileError
+from convnetlab.checkpoint_file import check_checkpoint_path
 
 
 def register_resolvers() -> None:
@@ -49,8 +49,7 @@ def resume_argv(argv: list[str]) -> list[str]:
         return argv
     from convnetlab.runs import run_dir_of_checkpoint
 
-    if not Path(ckpt).is_file():
-        raise MissingFileError(f"ckpt_path={ckpt} does not exist; pass the path of an existing .ckpt file.")
+    check_checkpoint_path(ckpt)
     run_dir = run_dir_of_checkpoint(ckpt)
     if run_dir is None:
         return argv
@@ -149,6 +148,6 @@ def entry_point(config_name: str, task: Task, *, report: Callable[[Any, Path], N
         try:
             hydra_main()
         except (HydraException, OmegaConfBaseException) as error:
-            report_composition_error(error)
+            report_composition_error(error, program_of(config_name))
 
     return main

@@ -7,12 +7,14 @@ their ``_target_`` are checked by :class:`ConfigCheck`, a Hydra callback that se
 before a single run writes anything (a multirun checks each job as it starts). Errors raised later as
 :class:`ConvnetlabError` (missing data, mismatched checkpoints, ...) are printed the same way by
 :func:`exits_on_user_error`, which also puts back a resumed run's ``.hydra/`` files that Hydra had
-already overwritten with the failing command line, so the next resume replays the last good one.
+already overwritten with the failing command line (after any error, a bug's traceback included), so the next
+resume replays the last good one.
 """
 
 from __future__ import annotations
 
 import functools
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +25,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from convnetlab.cli.command_line import check_names
+from convnetlab.cli.command_line import COMMANDS, check_names, config_dir, default_groups, group_options, primary_config
 from convnetlab.config_types import check_config_types
 from convnetlab.errors import ConvnetlabError, InputError, one_line
 from convnetlab.runs import RESOLVED_CONFIG
@@ -46,10 +48,30 @@ def check_command_line(program: str, args: list[str]) -> None:
         fail(error)
 
 
-def report_composition_error(error: BaseException) -> None:
+def report_composition_error(error: BaseException, program: str = "this command") -> None:
     """One line from Hydra's/OmegaConf's composition error (malformed override, unknown key), exit status 2."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip() and "full_key" not in line]
-    fail(InputError(" ".join(lines[:2])))
+    fail(InputError(_unselected_group(lines[0] if lines else "", program) or " ".join(lines[:2])))
+
+
+def _unselected_group(message: str, program: str) -> str | None:
+    """Hydra answers an override of a config group the command has not chosen (``convnetlab-eval data.root=x``,
+    whose data default is the checkpoint's) or does not use (``convnetlab-compare model=x``) with "use +key",
+    which would not work either; say what would."""
+    found = re.match(r"Could not override '([^']+)'", message)
+    group = found and found.group(1).split(".")[0].lstrip("+~")
+    if not group or not group_options(Path(config_dir()) / group):
+        return None
+    config = COMMANDS[program].config if program in COMMANDS else None
+    defaults = default_groups(config) if config else {}
+    if group not in defaults:
+        return f"{program} has no {group} option; its settings are listed by {program} --help"
+    if defaults[group] is not None:  # chosen: the key itself is unknown, as Hydra says
+        return None
+    reads_checkpoints = "???" in (primary_config(config).get("ckpt_path"), primary_config(config).get("ckpt_paths"))
+    own = f" (without one, {program} uses the checkpoint's own {group})" if reads_checkpoints else ""
+    choices = ", ".join(group_options(Path(config_dir()) / group))
+    return f"{found.group(1)} needs a {group} chosen first: add {group}=<one of: {choices}>{own}"
 
 
 class ConfigCheck(Callback):
@@ -71,9 +93,32 @@ class ConfigCheck(Callback):
     def _check(config: DictConfig) -> None:
         task = OmegaConf.masked_copy(config, [key for key in config if key != "hydra"])
         try:
+            check_required_values(task)
             check_config_types(task)
         except ConvnetlabError as error:
             fail(error)
+
+
+# What a required value (``???`` in conf/) holds, for the error that asks for it.
+_REQUIRED_HINTS = {"root": "<dataset folder>", "ckpt_path": "<file.ckpt>", "ckpt_paths": "[<file.ckpt>,...]",
+                   "runs": "<run or sweep dir>"}
+
+
+def check_required_values(cfg: DictConfig) -> None:
+    """A required value left unset (``data=imagefolder`` without ``data.root``) is named with the override
+    that sets it, before the run starts, instead of OmegaConf's "Missing mandatory value" from inside it."""
+    missing = sorted(_missing_keys(OmegaConf.to_container(cfg, resolve=False)))  # resolving needs a run dir
+    if missing:
+        sets = " ".join(f"{key}={_REQUIRED_HINTS.get(key.rsplit('.', 1)[-1], '<value>')}" for key in missing)
+        raise InputError(f"{', '.join(missing)} must be set: add {sets} to the command line")
+
+
+def _missing_keys(node: Any, path: str = "") -> list[str]:
+    if isinstance(node, dict):
+        return [key for name, value in node.items() for key in _missing_keys(value, f"{path}{name}.")]
+    if isinstance(node, list):
+        return [key for i, value in enumerate(node) for key in _missing_keys(value, f"{path}{i}.")]
+    return [path.rstrip(".")] if node == "???" else []
 
 
 def keep_run_config(args: list[str]) -> None:
@@ -93,11 +138,11 @@ def exits_on_user_error(task: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return task(*args, **kwargs)
         except Exception as error:
+            for path, content in _saved_run_config.items():  # a resume that failed for any reason
+                path.write_bytes(content)
             cause = _user_error(error)
             if cause is None:
                 raise
-            for path, content in _saved_run_config.items():
-                path.write_bytes(content)
             fail(cause)
 
     return run

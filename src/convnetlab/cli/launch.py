@@ -1,4 +1,4 @@
-"""The console scripts: answer ``--help`` and bad option names at once, then start the real command.
+"""The console scripts: answer ``--help`` and bad input (options, typos, words) at once, then start the command.
 
 Each ``convnetlab-<name>`` first runs the checks of :mod:`convnetlab.cli.command_line`, which import
 neither torch nor Lightning, and only then imports ``convnetlab.cli.<module>`` (the Hydra app) and runs it.
@@ -11,16 +11,17 @@ import importlib
 import os
 import sys
 
-from convnetlab.cli.command_line import COMMANDS, check_names, help_text
+from convnetlab.cli.command_line import COMMANDS, check_names, help_text, parse_command_line
 from convnetlab.errors import ConvnetlabError, one_line
 
 
 def launch(program: str) -> None:
+    """Answer ``--help`` (also as argparse reads it: ``--he``, ``-mh``) or bad input at once, else run the app."""
     args = sys.argv[1:]
-    if any(a in ("-h", "--help") for a in args):
-        print(help_text(program))
-        sys.exit(0)
     try:
+        if any(a in ("-h", "--help") for a in args) or "--help" in parse_command_line(program, args).options:
+            print(help_text(program))
+            sys.exit(0)
         check_names(program, args)
     except ConvnetlabError as error:
         print(f"error: {one_line(error)}", file=sys.stderr, flush=True)

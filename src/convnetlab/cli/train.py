@@ -17,6 +17,7 @@ from convnetlab.callbacks.ema import averaging_last
 from convnetlab.cli.hydra_app import entry_point, pin_ddp_children_to_this_job
 from convnetlab.cli.job import isolated_job
 from convnetlab.cli.report import print_result_table
+from convnetlab.data.folder import check_two_classes
 from convnetlab.errors import InputError
 from convnetlab.loggers import logger_session
 from convnetlab.models.weights import input_normalization
@@ -65,9 +66,7 @@ def check_num_classes(configured: int, datamodule: pl.LightningDataModule) -> No
     metric or the loss meets them (they would fail with a traceback)."""
     in_data = datamodule.num_classes
     if in_data < 2:
-        where = getattr(datamodule, "root", datamodule.name)
-        raise InputError(f"{where} has {in_data} class(es) ({', '.join(datamodule.classes)}); a classifier needs at "
-                         "least two: add class folders, or point data.root at the folder that holds train/<class>/")
+        check_two_classes(list(datamodule.classes), getattr(datamodule, "root", datamodule.name))
     if configured != in_data:
         raise InputError(
             f"module.num_classes={configured} but the data has {in_data} classes; "

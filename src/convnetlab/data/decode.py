@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 from collections.abc import Callable
 
 import numpy as np
@@ -24,6 +25,10 @@ from convnetlab.data import jpeg_region
 from convnetlab.errors import BadImageError
 
 JPEG_SIGNATURE = b"\xff\xd8\xff"
+_SIGNATURES = {JPEG_SIGNATURE: "JPEG", b"\x89PNG\r\n\x1a\n": "PNG", b"BM": "BMP"}
+# What a decoder's message carries besides the reason: torchvision's "<function>, <source file>:<line>, "
+# and PIL's "<_io.BytesIO object at 0x...>".
+_DECODER_NOISE = re.compile(r"^\w+, \S+:\d+, | ?<_io\.\w+ object at 0x[0-9a-f]+>")
 # DCT-domain reductions tried, largest first. Not 1/2: it would change what the decoded pixels are
 # for images only 2-4x larger than needed (e.g. the PCA-lighting statistics computed from them).
 _SCALES = (8, 4)
@@ -79,11 +84,29 @@ def decode_bytes(data: bytes, channels: int, decode_size: int | None = None, nam
         else:
             image = _torchvision(data, channels)
     except (RuntimeError, OSError, ValueError, SyntaxError) as e:
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise BadImageError(f"cannot decode image {name}: {reason}") from e
+        raise BadImageError(f"cannot decode image {name}: {_reason(data, e)}") from e
     if image.shape[0] != channels:  # WebP ignores GRAY mode and stays RGB
         image = rgb_to_grayscale(image)
     return image
+
+
+def image_kind(head: bytes) -> str | None:
+    """The image format the first bytes of a file announce (JPEG, PNG, BMP, WebP: the training formats), or None."""
+    kind = next((name for magic, name in _SIGNATURES.items() if head.startswith(magic)), None)
+    if kind is None and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        kind = "WebP"
+    return kind
+
+
+def _reason(data: bytes, error: BaseException) -> str:
+    """Why ``data`` did not decode, in the user's terms rather than the decoder's (which names its source files)."""
+    if not data:
+        return "zero-byte file"
+    kind = image_kind(data[:16])
+    if kind is None:
+        return "not an image (unknown file signature)"
+    detail = _DECODER_NOISE.sub("", (str(error).strip().splitlines() or [""])[0]).strip()
+    return f"damaged {kind} ({detail or type(error).__name__})"
 
 
 def decode_transformed(data: bytes, channels: int, decode_size: int | None, transform: Callable | None,

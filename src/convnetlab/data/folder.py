@@ -1,8 +1,10 @@
 """Class-folder image datasets (``<split>/<class>/<image>``) read as uint8 tensors.
 
 Also holds the small on-disk helpers shared by every class-folder dataset: cheap class
-listing (for the ``num_classes_in`` config resolver) and atomic directory creation (so the
-embedded generators never leave a half-written dataset that looks complete).
+listing (for the ``num_classes_in`` config resolver), the layout rules training applies
+(``list_classes``, ``check_classes``, ``check_two_classes``, ``find_samples``; ``layout_errors``
+gathers them for ``convnetlab-data action=check`` and ``action=optimize``) and atomic directory
+creation (so the embedded generators never leave a half-written dataset that looks complete).
 """
 
 import logging
@@ -20,10 +22,11 @@ from omegaconf import OmegaConf
 from PIL import Image
 from torch.utils.data import Dataset, default_collate
 
-from convnetlab.data.decode import read_image, read_transformed
-from convnetlab.errors import BadImageError, InputError, MissingFileError
+from convnetlab.data.decode import image_kind, read_image, read_transformed
+from convnetlab.errors import BadImageError, ConvnetlabError, InputError, MissingFileError
 
 STREAMING_INFO = "classes.json"  # classes and split sizes, written by streaming_writer.optimize_folder
+SPLITS = ("train", "val", "test")
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 log = logging.getLogger(__name__)
 LAYOUT = "expected <root>/train/<class>/<image>, <root>/val/<class>/<image> and optionally <root>/test/..."
@@ -34,11 +37,32 @@ def list_classes(split_dir: str | Path) -> list[str]:
     split_dir = Path(split_dir)
     if not split_dir.is_dir():
         missing = split_dir if split_dir.parent.is_dir() else split_dir.parent
+        if missing.exists():
+            raise InputError(f"{missing} is a file, not a folder; {LAYOUT}")
         raise MissingFileError(f"{missing} does not exist; {LAYOUT}")
     classes = sorted(e.name for e in os.scandir(split_dir) if e.is_dir() and not e.name.startswith("."))
     if not classes:
+        output = streaming_output(split_dir)
+        if output is not None:  # chunks passed where class folders were expected
+            raise streaming_split_error(split_dir, output)
         raise MissingFileError(f"{split_dir} has no class folders; {LAYOUT}")
     return classes
+
+
+def streaming_output(path: str | Path) -> Path | None:
+    """The ``optimize_folder`` output (the folder holding ``classes.json``) that ``path`` is or is a split of."""
+    path = Path(path)
+    if (path / STREAMING_INFO).is_file():
+        return path
+    if path.name in SPLITS and (path.parent / STREAMING_INFO).is_file():
+        return path.parent
+    return None
+
+
+def streaming_split_error(path: Path, output: Path) -> InputError:
+    """For ``path``, a split folder of the streaming data at ``output``, given where a root was expected."""
+    return InputError(f"{path} is one split of convnetlab streaming data (litdata chunks); read it with "
+                      f"data=streaming data.root={output}, the folder that holds {STREAMING_INFO}")
 
 
 def check_classes(split_dir: str | Path, classes: list[str]) -> None:
@@ -47,7 +71,47 @@ def check_classes(split_dir: str | Path, classes: list[str]) -> None:
     if found != classes:
         missing = sorted(set(classes) - set(found))
         extra = sorted(set(found) - set(classes))
-        raise InputError(f"{split_dir}: class folders differ from train (missing {missing}, extra {extra})")
+        raise InputError(f"{split_dir}: class folders differ from train (missing {missing}, extra {extra}); "
+                         "every split needs the same class folders as train")
+
+
+def check_two_classes(classes: list[str], where: str | Path, option: str = "data.root") -> None:
+    """Fail when there are fewer than two classes: the loss and the metrics would fail with a traceback, and
+    a single class is usually a root that points one level too deep. ``option`` names the setting to fix."""
+    if len(classes) < 2:
+        raise InputError(f"{where} has {len(classes)} class(es) ({', '.join(classes)}); a classifier needs at "
+                         f"least two: add class folders, or point {option} at the folder that holds train/<class>/")
+
+
+def layout_errors(root: str | Path, option: str = "data.root") -> tuple[list[str], list[ConvnetlabError]]:
+    """Train's classes and every reason training would refuse ``root``'s layout, by the checks it runs:
+    train/ with class folders (``list_classes``), at least two classes, and val (required) and test (when
+    present) with train's class folders (``check_classes``). Class folders without images are left to
+    ``find_samples``, which walks the whole tree."""
+    root = Path(root)
+    try:
+        classes = list_classes(root / "train")
+    except ConvnetlabError as error:
+        return [], [error]
+    errors: list[ConvnetlabError] = []
+    try:
+        check_two_classes(classes, root, option)
+    except InputError as error:
+        errors.append(error)
+    for split in (s for s in SPLITS[1:] if s == "val" or (root / s).is_dir()):
+        try:
+            check_classes(root / split, classes)
+        except ConvnetlabError as error:
+            errors.append(error)
+    return classes, errors
+
+
+def dataset_classes(root: str | Path, option: str = "data.root") -> list[str]:
+    """Train's classes once ``root``'s layout is one training accepts (``layout_errors``); else its first problem."""
+    classes, errors = layout_errors(root, option)
+    if errors:
+        raise errors[0]
+    return classes
 
 
 def check_class_count(expected: int | None, found: int, where: str | Path) -> None:
@@ -76,7 +140,6 @@ def find_samples(split_dir: str | Path, classes: list[str]) -> list[tuple[str, i
 
 BAD_IMAGE_POLICIES = ("error", "skip")
 BAD_IMAGE_HINT = "list them all with `convnetlab-data action=check root=<dataset root>`, or set data.bad_images=skip"
-_SIGNATURES = {b"\xff\xd8\xff": "JPEG", b"\x89PNG\r\n\x1a\n": "PNG", b"BM": "BMP"}
 
 
 def inspect_file(path: str) -> str | None:
@@ -95,9 +158,7 @@ def inspect_file(path: str) -> str | None:
             tail = f.read()
     except OSError as e:
         return f"{path}: unreadable ({e.strerror or e})"
-    kind = next((name for magic, name in _SIGNATURES.items() if head.startswith(magic)), None)
-    if kind is None and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        kind = "WebP"
+    kind = image_kind(head)
     if kind is None:
         return f"{path}: not an image (unknown file signature)"
     no_end_marker = (kind == "JPEG" and b"\xff\xd9" not in tail) or (kind == "PNG" and b"IEND" not in tail)
@@ -223,12 +284,19 @@ def _channels_last_image(image: Any) -> bool:
 
 def count_classes(path: str | Path) -> int:
     """Classes of a split folder (its class folders) or of streaming data, local or ``s3://`` (its
-    ``classes.json``, see ``streaming_writer.py``)."""
-    if "://" in str(path) or (Path(path) / STREAMING_INFO).is_file():
-        from convnetlab.data.streaming_writer import read_info
+    ``classes.json``, see ``streaming_writer.py``). The configs pass ``<root>/train`` for class folders and
+    the root itself for streaming data, so when a path holds neither and is not named like a split, the error
+    says what streaming data is rather than what class folders are."""
+    from convnetlab.data.streaming_writer import read_info
 
+    if "://" in str(path) or (Path(path) / STREAMING_INFO).is_file():
         return len(read_info(path)["classes"])
-    return len(list_classes(path))
+    try:
+        return len(list_classes(path))
+    except ConvnetlabError:
+        if Path(path).name in SPLITS:
+            raise
+        return len(read_info(path)["classes"])  # raises: says how to write streaming data
 
 
 def register_resolvers() -> None:

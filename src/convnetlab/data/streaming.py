@@ -35,11 +35,10 @@ from convnetlab.data.loaders import worker_init
 from convnetlab.data.pca_lighting import LazyImages, sample_indices
 from convnetlab.data.preprocessing import Preprocessing
 from convnetlab.data.resumable import keyed_rng
-from convnetlab.data.streaming_writer import is_remote, join, read_info
+from convnetlab.data.streaming_writer import OPTIMIZE_HINT, is_remote, join, read_info
 from convnetlab.errors import BadImageError, InputError, MissingFileError
 
 log = logging.getLogger(__name__)
-OPTIMIZE_HINT = "`convnetlab-data action=optimize root=<class-folder dataset> out=<dir>`"
 
 
 class StreamingImageDataset(StreamingDataset):
@@ -155,9 +154,15 @@ class StreamingSource:
             self.root.mkdir(parents=True, exist_ok=True)
 
     def check_split(self, split: str) -> None:
+        """The split is listed in ``classes.json`` and, when local, its litdata index is there (litdata would
+        fail with a traceback)."""
         if split not in self.info["splits"]:
             raise MissingFileError(f"{self.location} has no {split} split; rewrite it with {OPTIMIZE_HINT} "
                                    f"from a folder with {split}/")
+        index = Path(self.location, split, "index.json")
+        if not is_remote(self.location) and not index.is_file():
+            raise MissingFileError(f"{index} does not exist, though {self.location} lists a {split} split; write the "
+                                   f"data again with {OPTIMIZE_HINT} into a new folder")
 
     def has_test_split(self) -> bool:
         return "test" in self.info["splits"]

@@ -7,6 +7,10 @@ and per-split counts), so the class count resolves without reading a chunk and a
 complete. Items are shuffled once (seed 0) before chunking, so every chunk mixes classes: litdata shuffles
 chunks and items within a chunk, and a batch comes from one chunk. ``out`` may be ``s3://...`` (litdata
 uploads; credentials from the usual AWS environment variables).
+
+Everything training would refuse is refused before a chunk is written: a layout training rejects
+(``folder.dataset_classes``, then every split's class folders with images), and a local ``out`` the output
+cannot be published to (a file, a non-empty folder that is not streaming output, a folder inside ``root``).
 """
 
 from __future__ import annotations
@@ -21,11 +25,12 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from convnetlab.data.folder import STREAMING_INFO, atomic_dir, find_bad_files, find_samples, list_classes
-from convnetlab.errors import MissingFileError
+from convnetlab.data.folder import (SPLITS, STREAMING_INFO, atomic_dir, dataset_classes, find_bad_files, find_samples,
+                                    streaming_output, streaming_split_error)
+from convnetlab.errors import ConvnetlabError, InputError, MissingFileError
 
 log = logging.getLogger(__name__)
-SPLITS = ("train", "val", "test")
+OPTIMIZE_HINT = "`convnetlab-data action=optimize root=<class-folder dataset> out=<dir>`"
 
 
 def is_remote(location: str | Path) -> bool:
@@ -42,8 +47,7 @@ def read_info(location: str | Path) -> dict[str, Any]:
     path = join(location, STREAMING_INFO)
     if not is_remote(location):
         if not Path(path).is_file():
-            raise MissingFileError(f"{path} does not exist; write streaming data with "
-                                   "`convnetlab-data action=optimize root=<class-folder dataset> out=<dir>`")
+            raise _not_streaming(Path(location))
         return json.loads(Path(path).read_text())
     from litdata.streaming.fs_provider import _get_fs_provider
 
@@ -54,6 +58,19 @@ def read_info(location: str | Path) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         provider.download_file(path, os.path.join(tmp, STREAMING_INFO))
         return json.loads(Path(tmp, STREAMING_INFO).read_text())
+
+
+def _not_streaming(path: Path) -> ConvnetlabError:
+    """What ``path`` (a local data.root without ``classes.json``) is instead of streaming data, and what to do."""
+    output = streaming_output(path)  # not path itself (no classes.json): the output of which path is a split
+    if output is not None:
+        return streaming_split_error(path, output)
+    todo = f"write streaming data with {OPTIMIZE_HINT}, or point data.root at the folder that holds {STREAMING_INFO}"
+    if not path.exists():
+        return MissingFileError(f"{path} does not exist; {todo}")
+    if not path.is_dir():
+        return InputError(f"{path} is a file, not a folder; {todo}")
+    return MissingFileError(f"{path} is not convnetlab streaming data (no {STREAMING_INFO}); {todo}")
 
 
 def _item(sample: tuple[str, int, int, str]) -> dict[str, Any]:
@@ -85,12 +102,15 @@ def optimize_folder(root: str | Path, out: str | Path, num_workers: int = 1, chu
     if _exists(out):
         log.info("%s already holds streaming data; nothing to do", out)
         return str(out)
-    classes = list_classes(root / "train")
+    if not is_remote(out):
+        _check_out(root, Path(out))
+    classes = dataset_classes(root, option="root")
     info: dict[str, Any] = {"classes": classes, "splits": {}}
+    # every split's samples before writing: a class folder without images stops the run before any chunk
+    splits = {split: _split_samples(root, split, classes) for split in SPLITS if (root / split).is_dir()}
 
     def write(target: str) -> None:
-        for split in (s for s in SPLITS if (root / s).is_dir()):
-            samples = _split_samples(root, split, classes)
+        for split, samples in splits.items():
             sizing = {"chunk_size": chunk_size} if chunk_size else {"chunk_bytes": chunk_bytes}
             previous, environment = multiprocessing.get_start_method(allow_none=True), dict(os.environ)
             try:  # litdata sets the process-wide start method (spawn: each worker re-imports torch); fork is
@@ -112,7 +132,24 @@ def optimize_folder(root: str | Path, out: str | Path, num_workers: int = 1, chu
     with atomic_dir(Path(out)) as tmp:  # an interrupted run never leaves an output that looks complete
         write(str(tmp))
         (tmp / STREAMING_INFO).write_text(json.dumps(info, indent=1) + "\n")
+    if not _exists(out):  # atomic_dir keeps a folder another process filled meanwhile, and drops ours
+        raise InputError(f"out={out} was filled by something else while the chunks were written; "
+                         "choose a new or empty folder")
     return str(out)
+
+
+def _check_out(root: Path, out: Path) -> None:
+    """Refuse a local ``out`` the chunks cannot go to. atomic_dir renames the finished folder onto ``out``,
+    which fails for a file or a non-empty folder; a folder inside ``root`` would become part of the dataset."""
+    target, source = out.resolve(), root.resolve()
+    if target == source or source in target.parents:
+        raise InputError(f"out={out} is root={root} or inside it; choose a folder outside the dataset")
+    existing = next(p for p in (target, *target.parents) if p.exists())
+    if not existing.is_dir():
+        raise InputError(f"out={out}: {existing} is a file, not a folder; choose a new or empty folder")
+    if existing == target and any(target.iterdir()):
+        raise InputError(f"out={out} exists and is not convnetlab streaming output (no {STREAMING_INFO}): "
+                         "choose a new or empty folder")
 
 
 @contextlib.contextmanager
