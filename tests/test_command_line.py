@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import random
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from convnetlab.cli import launch
-from convnetlab.cli.command_line import (COMMANDS, check_group_choices, check_names, check_positional, check_seed,
-                                         help_text, parse_command_line)
+from convnetlab.cli.command_line import (COMMANDS, _choices, check_group_choices, check_names, check_positional, check_seed,
+                                         config_dir, help_text, parse_command_line)
 from convnetlab.errors import InputError
 
 # Runs each command line through the console-script front door in ONE fresh interpreter and reports the
@@ -197,3 +195,34 @@ def test_a_seed_that_is_not_an_integer_is_refused_up_front(program, value):
 def test_integer_seeds_sweeps_and_interpolations_pass(value):
     check_seed("convnetlab-train", ["-m", f"seed={value}"])
     check_seed("convnetlab-compare", ["seed=abc"])  # compare has no seed: Hydra answers that one
+
+
+@pytest.mark.parametrize("program, arg, message", [
+    ("convnetlab-data", "action=chek", "unknown action 'chek' (did you mean check?); choose one of: generate, check, "),
+    ("convnetlab-eval", "protocol=10crops", "unknown protocol '10crops' (did you mean 10crop?); "),
+    ("convnetlab-eval", "split=train", "unknown split 'train'; choose one of: test, val"),
+    ("convnetlab-baseline", "method=hogsvm", "unknown method 'hogsvm' (did you mean hog_svm?); "),
+    ("convnetlab-baseline", "method=hog_svm,svm", "unknown method 'svm'"),  # every option of a sweep
+])
+def test_a_value_outside_a_keys_fixed_choices_is_named_before_any_import(program, arg, message):
+    with pytest.raises(InputError) as error:
+        check_names(program, ["-m", arg] if "," in arg else [arg])
+    assert str(error.value).startswith(message)
+
+
+@pytest.mark.parametrize("program, args", [
+    ("convnetlab-data", ["action=check"]), ("convnetlab-eval", ["protocol=10crop", "split=val"]),
+    ("convnetlab-baseline", ["-m", "method=hog_svm,pixels_rf"]),
+])
+def test_values_inside_the_fixed_choices_pass(program, args):
+    check_names(program, args)
+
+
+def test_the_fixed_choices_are_the_ones_the_commands_accept():
+    from convnetlab.cli.data import ACTIONS
+    from convnetlab.data.multicrop import PROTOCOLS
+
+    assert _choices(COMMANDS["convnetlab-data"])["action"] == ACTIONS
+    assert _choices(COMMANDS["convnetlab-eval"])["protocol"] == PROTOCOLS
+    documented = (Path(config_dir()) / "baseline.yaml").read_text().split("\nmethod: ", 1)[1].split("\n", 1)[0]
+    assert set(_choices(COMMANDS["convnetlab-baseline"])["method"]) == set(documented.split("#", 1)[1].replace(" ", "").split("|"))

@@ -326,13 +326,32 @@ def check_positional(program: str, args: list[str]) -> None:
                      f"did you mean: {meant(sweep)}{f'; or, one run each: {meant(True)}' if conflict else ''}")
 
 
+def check_value_choices(program: str, args: list[str]) -> None:
+    """A key with a fixed set of values (``action=``, ``protocol=``, ``split=``, ``method=``: ``key=a|b`` in
+    the command's common overrides) gets one of them, every option of a sweep included; a typo (``action=chek``)
+    is answered here instead of after the imports, and before a run dir is made."""
+    command = COMMANDS.get(program)
+    choices = _choices(command) if command else {}
+    for _, arg in parse_command_line(program, args).overrides:
+        key, eq, value = arg.partition("=")
+        key = key.lstrip("+")
+        if not eq or key not in choices or (Path(config_dir()) / key).is_dir() or any(c in value for c in "($"):
+            continue
+        for option in (o.strip() for o in value.strip("[]").split(",")):
+            if option not in choices[key]:
+                close = difflib.get_close_matches(option, choices[key], n=1)
+                raise InputError(f"unknown {key} '{option}'{f' (did you mean {close[0]}?)' if close else ''}; "
+                                 f"choose one of: {', '.join(choices[key])}")
+
+
 def check_names(program: str, args: list[str]) -> None:
     """All the checks that need no composed config: options, positional words, API keys, config-group
-    options, the seed."""
+    options, values with a fixed set of choices, the seed."""
     parse_command_line(program, args)
     check_positional(program, args)
     refuse_secrets(args)
     check_group_choices(args, program)
+    check_value_choices(program, args)
     check_seed(program, args)
 
 
