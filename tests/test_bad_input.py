@@ -124,6 +124,17 @@ def test_a_setting_of_a_group_the_command_has_not_chosen_says_what_would_work(pr
     assert "+" not in assert_one_line_error(proc)  # Hydra's "+key" advice would not work either
 
 
+def test_a_new_run_stopped_by_bad_data_leaves_no_empty_run_dir_but_a_named_one_is_kept(tmp_path, monkeypatch, capsys):
+    root = image_folder(tmp_path / "one", {"cat": 2})
+    proc = in_process("data=imagefolder", f"data.root={root}", cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys)
+    assert_one_line_error(proc, "1 class(es)")
+    assert not [p for p in tmp_path.rglob(".hydra")]  # Hydra made outputs/train/<day>/<time>/; it is gone
+    proc = in_process("data=imagefolder", f"data.root={root}", "hydra.run.dir=mine", cwd=tmp_path,
+                      monkeypatch=monkeypatch, capsys=capsys)
+    assert_one_line_error(proc, "1 class(es)")
+    assert (tmp_path / "mine" / ".hydra" / "overrides.yaml").is_file()
+
+
 @pytest.mark.slow
 def test_a_missing_data_root_is_named(tmp_path, data_dir):
     missing = tmp_path / "no_such_dataset"

@@ -13,8 +13,10 @@ resume replays the last good one.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -143,9 +145,29 @@ def exits_on_user_error(task: Callable[..., Any]) -> Callable[..., Any]:
             cause = _user_error(error)
             if cause is None:
                 raise
+            _discard_unstarted_run()
             fail(cause)
 
     return run
+
+
+def _discard_unstarted_run() -> None:
+    """Remove the run dir of a new single run stopped by bad input before it wrote anything but Hydra's
+    ``.hydra/`` and log: an empty run among the real ones only misleads (compare, ls). Only Hydra's own
+    dated dirs go; a dir the user named (``hydra.run.dir=``), a resumed run's, a sweep's job dirs and
+    anything with results in it are kept."""
+    try:
+        hydra = HydraConfig.get()
+    except ValueError:  # not inside a Hydra job (resume_argv)
+        return
+    run_dir = Path(hydra.runtime.output_dir)
+    named = any(o.startswith("hydra.run.dir=") for o in hydra.overrides.hydra)
+    if named or _saved_run_config or hydra.mode != RunMode.RUN or not run_dir.is_dir():
+        return
+    if all(p.name == ".hydra" or (p.is_file() and p.suffix == ".log") for p in run_dir.iterdir()):
+        shutil.rmtree(run_dir, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            run_dir.parent.rmdir()  # the day's folder, if this was its only run
 
 
 def _user_error(error: BaseException | None) -> ConvnetlabError | None:
