@@ -13,18 +13,34 @@ import torch
 
 class SignalAtStep(pl.Callback):
     """Sends ``signal`` to this process (``group``: to its whole process group, DataLoader workers included,
-    as a cluster or a terminal's Ctrl-C does) when ``global_step`` reaches ``step`` (once: a marker file)."""
+    as a cluster or a terminal's Ctrl-C does) once (a marker file): at the training batch where ``global_step``
+    reaches ``step``, or with ``phase="validate"`` at batch ``batch`` of the fit's validation at that step,
+    or with ``phase="test"`` at batch ``batch`` of the test pass after fit."""
 
-    def __init__(self, step: int, signal: str, marker: str, group: bool = False) -> None:
+    def __init__(self, step: int, signal: str, marker: str, group: bool = False, phase: str = "train",
+                 batch: int = 0) -> None:
         self.step, self.signal, self.marker, self.group = step, signal, Path(marker), group
+        self.phase, self.batch = phase, batch
+
+    def _send(self) -> None:
+        self.marker.touch()
+        if self.group:
+            os.killpg(os.getpgid(0), getattr(signal, self.signal))
+        else:
+            os.kill(os.getpid(), getattr(signal, self.signal))
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
-        if trainer.global_step == self.step and not self.marker.exists():
-            self.marker.touch()
-            if self.group:
-                os.killpg(os.getpgid(0), getattr(signal, self.signal))
-            else:
-                os.kill(os.getpid(), getattr(signal, self.signal))
+        if self.phase == "train" and trainer.global_step == self.step and not self.marker.exists():
+            self._send()
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        if (self.phase == "validate" and not trainer.sanity_checking and trainer.state.fn == "fit"
+                and trainer.global_step == self.step and batch_idx == self.batch and not self.marker.exists()):
+            self._send()
+
+    def on_test_batch_start(self, trainer, pl_module, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        if self.phase == "test" and batch_idx == self.batch and not self.marker.exists():
+            self._send()
 
 
 class PoisonAtStep(pl.Callback):

@@ -4,7 +4,7 @@ writing never corrupts last.ckpt."""
 
 from __future__ import annotations
 
-import json
+import csv
 import os
 import random
 import subprocess
@@ -36,7 +36,7 @@ def train(run_dir: Path, *overrides: str, data_dir: Path, new_session: bool = Fa
 
 
 def recorded(run_dir: Path, *extra: str, data_dir: Path, new_session: bool = False) -> subprocess.CompletedProcess:
-    return train(run_dir, *RUN, f"+callbacks.record._target_=fault_injection.RecordBatches",
+    return train(run_dir, *RUN, "+callbacks.record._target_=fault_injection.RecordBatches",
                  f"+callbacks.record.path={run_dir.parent / (run_dir.name + '-batches.txt')}", *extra, data_dir=data_dir,
                  new_session=new_session)
 
@@ -214,6 +214,49 @@ def test_a_signal_to_the_whole_process_group_with_workers_stops_cleanly_and_resu
 
 
 @pytest.mark.slow
+def test_a_signal_during_validation_lets_it_finish_then_stops_at_the_epoch_boundary_and_resumes_exactly(
+        uninterrupted, data_dir):
+    """SIGTERM to the group at the second batch of epoch 0's validation, workers on, weight average on (the
+    default run's): the run ends (no worker left waiting), the checkpoint holds the finished epoch with its
+    raw weights, and the resume (which validates epoch 0 once, as the uninterrupted run did) ends equal."""
+    run = uninterrupted.parent / "during_validation"
+    proc = recorded(run, "+callbacks.fault._target_=fault_injection.SignalAtStep", f"+callbacks.fault.step={STEPS_PER_EPOCH}",
+                    "+callbacks.fault.signal=SIGTERM", "+callbacks.fault.group=true", "+callbacks.fault.phase=validate",
+                    "+callbacks.fault.batch=1", f"+callbacks.fault.marker={run.parent / (run.name + '.killed')}",
+                    "data.num_workers=2", "data.persistent_workers=true", data_dir=data_dir, new_session=True)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "Traceback" not in output, output[-3000:]
+    assert f"SIGTERM at global step {STEPS_PER_EPOCH}" in output
+    resume(run, data_dir)
+    assert batches(run) == batches(uninterrupted)
+    assert_same_result(run, uninterrupted)
+    assert validations(run) == validations(uninterrupted)  # epoch 0's validation was finished, not lost
+
+
+def validations(run: Path) -> list[tuple[str, str]]:
+    """(epoch, val/acc1) of every validation metrics.csv logged."""
+    with (run / "metrics.csv").open() as f:
+        return [(row["epoch"], row["val/acc1"]) for row in csv.DictReader(f) if row.get("val/acc1")]
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_testing_the_best_checkpoint_keeps_last_ckpt_and_the_resume_only_evaluates(uninterrupted, data_dir):
+    run = uninterrupted.parent / "during_test"
+    proc = recorded(run, "+callbacks.fault._target_=fault_injection.SignalAtStep", "+callbacks.fault.step=0",
+                    "+callbacks.fault.signal=SIGINT", "+callbacks.fault.group=true", "+callbacks.fault.phase=test",
+                    "+callbacks.fault.batch=1", f"+callbacks.fault.marker={run.parent / (run.name + '.killed')}",
+                    "data.num_workers=2", data_dir=data_dir, new_session=True)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 130 and "Traceback" not in output, output[-3000:]
+    assert "SIGINT while evaluating the best checkpoint" in output
+    finished = weights(uninterrupted / "checkpoints" / "last.ckpt")
+    assert all(torch.equal(finished[k], v) for k, v in weights(run / "checkpoints" / "last.ckpt").items())
+    resume(run, data_dir)
+    assert batches(run) == batches(uninterrupted)  # nothing trained again
+    assert_same_result(run, uninterrupted)
+
+
+@pytest.mark.slow
 def test_epochs_shortened_by_limit_train_batches_resume_at_the_next_epoch(tmp_path_factory, data_dir):
     """``trainer.limit_train_batches`` ends each epoch before the sampler's order is used up (a shorter
     ImageNet "epoch"): a resume after such an epoch must start the next epoch, not finish this one."""
@@ -230,3 +273,33 @@ def test_epochs_shortened_by_limit_train_batches_resume_at_the_next_epoch(tmp_pa
     resume(run, data_dir)
     assert before_kill[:6] + batches(run)[len(before_kill):] == batches(reference)  # epochs 1 and 2 as never stopped
     assert_same_result(run, reference)
+
+
+@pytest.mark.parametrize("sig, status", [("SIGTERM", 0), ("SIGINT", 130)])
+def test_a_signal_before_training_starts_ends_with_one_line_and_the_status(sig, status, monkeypatch, capsys):
+    import signal
+    import time
+
+    from convnetlab import stop_signals
+
+    saved = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    monkeypatch.setattr(stop_signals, "_trainer", "not started")
+    try:
+        stop_signals.stop_cleanly_until_training()
+        with pytest.raises(SystemExit) as stopped:
+            os.kill(os.getpid(), getattr(signal, sig))
+            time.sleep(5)  # importing torch, reading data, building the model...
+        assert stopped.value.code == status
+        assert capsys.readouterr().err == (f"{sig} before training started: nothing was trained or saved; "
+                                           "run the command again to start\n")
+        stop_signals.trainer_took_over()  # Lightning's handler calls ours too: it leaves SIGTERM to the callback
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.1)
+        stop_signals.trainer_took_over(running=False)  # after a trainer has run: stop at once
+        with pytest.raises(SystemExit) as stopped:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        assert stopped.value.code == 143
+    finally:
+        signal.signal(signal.SIGTERM, saved[0])
+        signal.signal(signal.SIGINT, saved[1])

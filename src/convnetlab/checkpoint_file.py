@@ -42,9 +42,9 @@ def reading_checkpoint(path: str | Path) -> Iterator[None]:
         raise
     except _UNREADABLE as error:
         reason = (str(error).strip().splitlines() or [""])[0][:160]
+        other = "another of the run's checkpoints/" if Path(path).name == "last.ckpt" else "the run's checkpoints/last.ckpt"
         raise InputError(f"cannot read checkpoint {path} ({type(error).__name__}: {reason}); the file is damaged "
-                         "(a copy cut short?) or not a convnetlab .ckpt: pass another one, e.g. the run's "
-                         "checkpoints/last.ckpt") from error
+                         f"(a copy cut short?) or not a convnetlab .ckpt: pass another one, e.g. {other}") from error
 
 
 def read_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict[str, Any]:

@@ -13,6 +13,7 @@ import sys
 
 from convnetlab.cli.command_line import COMMANDS, check_names, help_text, parse_command_line
 from convnetlab.errors import ConvnetlabError, one_line
+from convnetlab.stop_signals import stop_cleanly_until_training
 
 
 def launch(program: str) -> None:
@@ -26,6 +27,8 @@ def launch(program: str) -> None:
     except ConvnetlabError as error:
         print(f"error: {one_line(error)}", file=sys.stderr, flush=True)
         sys.exit(2)
+    if program == "convnetlab-train":
+        stop_cleanly_until_training()  # the imports below take seconds; a SIGTERM in them ends cleanly too
     importlib.import_module(f"convnetlab.cli.{COMMANDS[program].module}").main()
 
 

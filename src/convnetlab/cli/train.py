@@ -22,6 +22,7 @@ from convnetlab.errors import InputError
 from convnetlab.loggers import logger_session
 from convnetlab.models.weights import input_normalization
 from convnetlab.runs import RESOLVED_CONFIG, check_resume_checkpoint, update_metrics
+from convnetlab.stop_signals import stop_cleanly_until_training
 from convnetlab.summary import callback_metrics, complexity, evaluate_best, speed_and_memory
 
 # The ModelCheckpoint callbacks by role: the config key of each (conf/callbacks/*.yaml) names what it keeps.
@@ -101,4 +102,5 @@ main = entry_point("train", train_job, resumable=True)
 
 
 if __name__ == "__main__":
+    stop_cleanly_until_training()  # as the console script does (launch.py)
     main()

@@ -251,11 +251,16 @@ class ImageDataModule(pl.LightningDataModule):
     def state_dict(self) -> dict[str, int]:
         """Where the training data stands: the epoch and the batches of it already trained on. A finished
         epoch is recorded as the start of the next one, also when ``limit_train_batches`` ended it before
-        the sampler's order was used up (the resume must not finish that order)."""
+        the sampler's order was used up (the resume must not finish that order). Between epochs (the last one
+        counted complete, a checkpoint taken after the epoch-end hooks, e.g. on a signal) the batch counter
+        still holds the finished epoch's batches: the position is the start of ``current_epoch``."""
         trainer = self.trainer
         if trainer is None:
             return {}
+        epochs = trainer.fit_loop.epoch_progress.current
         epoch, batches = trainer.current_epoch, trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        if epochs.started == epochs.completed:
+            return {"epoch": epoch, "batches": 0}
         if batches >= trainer.num_training_batches:
             epoch, batches = epoch + 1, 0
         return {"epoch": epoch, "batches": batches}
