@@ -15,7 +15,7 @@ import yaml
 from omegaconf import OmegaConf
 from PIL import Image
 
-from conftest import REPO, run_cli
+from conftest import REPO
 from convnetlab.cli.compare import run_compare
 from convnetlab.cli.data import PROBLEMS_FOUND, run_action
 from convnetlab.cli.hydra_app import entry_point
@@ -109,18 +109,26 @@ def test_compare_refuses_no_runs_missing_runs_and_unfinished_runs(tmp_path):
         run_compare(cfg, tmp_path / "out")
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("command, args, named", [
-    ("data", ["action=bogus"], "action=bogus"),
+    ("data", ["action=bogus"], "unknown action 'bogus'"),
+    ("data", ["action=check", "root=/nonexistent"], "/nonexistent does not exist"),
     ("compare", [], "runs="),
     ("evaluate", ["ckpt_path=/nonexistent.ckpt"], "/nonexistent.ckpt"),
     ("embed", ["ckpt_path=/nonexistent.ckpt"], "/nonexistent.ckpt"),
     ("visualize", ["ckpt_path=/nonexistent.ckpt"], "/nonexistent.ckpt"),
     ("probe", ["ckpt_paths=[/nonexistent.ckpt]"], "/nonexistent.ckpt"),
+    ("baseline", ["method=sift_svm"], "unknown method 'sift_svm'"),
 ])
-def test_every_command_exits_2_with_one_error_line(command, args, named, tmp_path, data_dir):
-    proc = run_cli(command, *args, f"hydra.run.dir={tmp_path / 'out'}", cwd=tmp_path, data_dir=data_dir, check=False)
-    assert proc.returncode == 2, proc.stderr[-3000:]
-    assert "Traceback" not in proc.stderr
-    last = proc.stderr.strip().splitlines()[-1]
+def test_every_command_exits_2_with_one_error_line(command, args, named, tmp_path, data_dir, monkeypatch, capsys):
+    """In this process (the console scripts' exit status is tested in test_command_line.py)."""
+    import importlib
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", [command, *args, f"paths.data_dir={data_dir}", f"hydra.run.dir={tmp_path / 'out'}"])
+    with pytest.raises(SystemExit) as stopped:
+        importlib.import_module(f"convnetlab.cli.{command}").main()
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2, err[-3000:]
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
     assert last.startswith("error: ") and named in last, last

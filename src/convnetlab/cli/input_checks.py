@@ -26,6 +26,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from convnetlab.cli.command_line import COMMANDS, check_names, config_dir, default_groups, group_options, primary_config
 from convnetlab.config_types import check_config_types
@@ -158,9 +159,9 @@ def _discard_unstarted_run() -> None:
     anything with results in it are kept."""
     try:
         hydra = HydraConfig.get()
-    except ValueError:  # not inside a Hydra job (resume_argv)
+        run_dir = Path(hydra.runtime.output_dir)
+    except (ValueError, OmegaConfBaseException):  # not inside a Hydra job (resume_argv)
         return
-    run_dir = Path(hydra.runtime.output_dir)
     named = any(o.startswith("hydra.run.dir=") for o in hydra.overrides.hydra)
     if named or _saved_run_config or hydra.mode != RunMode.RUN or not run_dir.is_dir():
         return
