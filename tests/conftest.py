@@ -15,10 +15,16 @@ import pytest
 from forkserver import ForkServer
 
 REPO = Path(__file__).resolve().parents[1]
-# One memory-format cache (module.channels_last=auto) per test process, shared by its CLI runs and in-process
-# trainers: runs of one test then agree on the format (the first probe wins) and ~/.cache stays untouched.
-os.environ["CONVNETLAB_CACHE_DIR"] = tempfile.mkdtemp(prefix="convnetlab-cache-")
-atexit.register(shutil.rmtree, os.environ["CONVNETLAB_CACHE_DIR"], ignore_errors=True)
+# One memory-format cache (module.channels_last=auto) per test session, shared by its CLI runs and in-process
+# trainers: runs of one test agree on the format (the first probe wins; the file is locked), a model is probed
+# once per session (seconds for a GoogLeNet), and ~/.cache stays untouched. The xdist controller makes it
+# before its workers start, so they inherit it; it removes it at exit.
+if os.environ.get("PYTEST_XDIST_WORKER") and os.environ.get("CONVNETLAB_TEST_SESSION_CACHE"):
+    os.environ["CONVNETLAB_CACHE_DIR"] = os.environ["CONVNETLAB_TEST_SESSION_CACHE"]
+else:
+    os.environ["CONVNETLAB_CACHE_DIR"] = os.environ["CONVNETLAB_TEST_SESSION_CACHE"] = tempfile.mkdtemp(
+        prefix="convnetlab-cache-")
+    atexit.register(shutil.rmtree, os.environ["CONVNETLAB_CACHE_DIR"], ignore_errors=True)
 
 # A 4-class, 32 px shapes set small enough that a run takes seconds on 2 CPU cores.
 TINY_DATA = [
