@@ -18,7 +18,7 @@ def job_dirs(sweep_dir):
 
 def test_multirun_gives_one_run_dir_per_job(data_dir, tmp_path):
     sweep = tmp_path / "sweep"
-    run_cli("train", "-m", "model=lenet5,resnet18", "optimizer.lr=0.1,0.01", *TINY_DATA, *SHORT,
+    run_cli("train", "-m", "model=lenet5,resnet18", "model.width=0.25", "optimizer.lr=0.1,0.01", *TINY_DATA, *SHORT,
             f"hydra.sweep.dir={sweep}", cwd=tmp_path, data_dir=data_dir)
     assert job_dirs(sweep) == ["0", "1", "2", "3"]
     jobs = [(read_metrics(sweep / d)["model"], (sweep / d / ".hydra" / "overrides.yaml").read_text()) for d in "0123"]
