@@ -118,10 +118,14 @@ def test_check_lists_what_training_would_refuse(tmp_path, capsys, layout, expect
     assert expected in out and "layout problem(s) that training would refuse" in out
 
 
-def test_check_of_a_split_folder_lists_the_missing_train_split(tmp_path, capsys):
+def test_check_of_one_splits_class_folders_checks_its_files_only(tmp_path, capsys):
+    """E.g. <root>/val after prepare_imagenet_val: not a dataset root, so no layout verdict on it."""
     root = tree(tmp_path / "ds")
-    assert check(root / "train", 3) == PROBLEMS_FOUND
-    assert f"{root / 'train' / 'train'} does not exist" in capsys.readouterr().out
+    assert check(root / "val", 3) == 0
+    assert "checked 4 images" in capsys.readouterr().out
+    (root / "val" / "b" / "2.png").write_bytes(b"")
+    assert check(root / "val", 3) == PROBLEMS_FOUND
+    assert "2.png: zero-byte file" in capsys.readouterr().out
 
 
 def test_check_lists_a_class_folder_with_only_other_files(tmp_path, capsys):

@@ -11,7 +11,7 @@ from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities import rank_zero_info
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from convnetlab.stop_signals import EXIT_STATUS, trainer_took_over
+from convnetlab.stop_signals import EXIT_STATUS
 
 
 class CheckpointOnSigterm(pl.Callback):
@@ -40,18 +40,35 @@ class CheckpointOnSigterm(pl.Callback):
         self._deferred = False
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._stopped_by, self._deferred = "SIGTERM", False
+
+    def _route_ctrl_c(self, trainer: pl.Trainer) -> None:
+        """From the first hook after Lightning registers its SIGTERM handler (which clears its flag), Ctrl-C
+        sets that flag; before, the process-wide handler of ``stop_signals`` answers it."""
+        if self._previous_sigint is not None:
+            return
+
         def stop_at_next_batch(signum: int, frame: Any) -> None:
             self._stopped_by = "SIGINT"
             trainer._signal_connector.received_sigterm = True
             signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C interrupts at once
 
-        self._stopped_by, self._deferred = "SIGTERM", False
-        trainer_took_over()
         self._previous_sigint = signal.signal(signal.SIGINT, stop_at_next_batch)
+
+    def on_sanity_check_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._route_ctrl_c(trainer)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._route_ctrl_c(trainer)
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._route_ctrl_c(trainer)
+
+    def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._route_ctrl_c(trainer)
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._restore_sigint()
-        trainer_took_over(running=False)
 
     def on_validation_batch_end(self, trainer: pl.Trainer, *args: Any, **kwargs: Any) -> None:
         if trainer.state.fn == TrainerFn.FITTING and trainer._signal_connector.received_sigterm:

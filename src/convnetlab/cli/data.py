@@ -98,9 +98,12 @@ def bad_images(root: Path, channels: int = 3) -> tuple[int, list[str]]:
 def check(root: Path, channels: int) -> int:
     """Print every problem and a summary line; the exit status (``PROBLEMS_FOUND`` if anything is wrong).
 
-    Layout problems (``layout_errors``: the checks training runs) come first, then the bad files."""
+    Layout problems (``layout_errors``: the checks training runs) come first, then the bad files. A root
+    without splits (one split's class folders, e.g. ``<root>/val`` after ``prepare_imagenet_val``) gets its
+    files checked only: it is not a dataset root, and its layout is the dataset's to judge."""
     check_root(root)
-    layout = [str(error) for error in layout_errors(root, option="root")[1]]
+    has_splits = any((root / split).is_dir() for split in ("train", "val", "test"))
+    layout = [str(error) for error in layout_errors(root, option="root")[1]] if has_splits else []
     checked, problems = bad_images(root, channels)
     summary = f"checked {checked} images under {root}: {len(problems)} unreadable"
     if layout:

@@ -22,7 +22,7 @@ from convnetlab.errors import InputError
 from convnetlab.loggers import logger_session
 from convnetlab.models.weights import input_normalization
 from convnetlab.runs import RESOLVED_CONFIG, check_resume_checkpoint, update_metrics
-from convnetlab.stop_signals import stop_cleanly_until_training
+from convnetlab.stop_signals import stop_cleanly_until_training, training_finished
 from convnetlab.summary import callback_metrics, complexity, evaluate_best, speed_and_memory
 
 # The ModelCheckpoint callbacks by role: the config key of each (conf/callbacks/*.yaml) names what it keeps.
@@ -51,6 +51,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             if trainer.is_global_zero:  # eval rebuilds the data from this, independent of its own cwd/env
                 OmegaConf.save(cfg, run_dir / RESOLVED_CONFIG, resolve=True)
             diverged_at = fit(trainer, module, datamodule, cfg.get("ckpt_path"), cfg.get("on_divergence", "raise"))
+            training_finished()
             summary["train/diverged_at_step"] = diverged_at  # None again once a resumed run gets through
             if diverged_at is None:
                 checkpoints = {role: callbacks.get(key) for role, key in CHECKPOINT_ROLES.items()}
