@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 
 from convnetlab.cli import launch
-from convnetlab.cli.command_line import (COMMANDS, _choices, check_group_choices, check_names, check_positional, check_seed,
-                                         config_dir, help_text, parse_command_line)
+from convnetlab.cli.command_checks import (_choices, check_group_choices, check_names, check_positional,
+                                           check_seed)
+from convnetlab.cli.command_line import COMMANDS, config_dir, help_text
+from convnetlab.cli.hydra_options import parse_command_line
 from convnetlab.errors import InputError
 
 # Runs each command line through the console-script front door in ONE fresh interpreter and reports the

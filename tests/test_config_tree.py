@@ -248,7 +248,7 @@ def test_model_files_no_longer_carry_the_pretrained_alias_and_lenet5_offers_no_t
 @pytest.mark.parametrize("arg", ["experiment=findings/_base", "experiment=findings/_small_shapes", "experiment=ilsvrc/_recipe",
                                  "model=_base", "model=_torchvision", "experiment=findings/depth,findings/_base"])
 def test_a_base_file_is_refused_like_an_unknown_option(arg):
-    from convnetlab.cli.command_line import check_group_choices
+    from convnetlab.cli.command_checks import check_group_choices
     from convnetlab.errors import InputError
 
     group, option = arg.split("=")[0], arg.split(",")[-1].split("=")[-1]
@@ -264,7 +264,7 @@ def test_a_base_file_is_refused_like_an_unknown_option(arg):
 
 
 def test_real_options_including_sub_folders_still_pass_the_check():
-    from convnetlab.cli.command_line import check_group_choices
+    from convnetlab.cli.command_checks import check_group_choices
 
     check_group_choices(["experiment=findings/depth", "model=resnet18_cpu", "+model/designnet=plain",
                          "+callbacks/aux_heads=none,vgg19_stages_2_3", "callbacks=deep_supervision", "trainer=gpu"])

@@ -28,7 +28,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from convnetlab.cli.command_line import COMMANDS, check_names, config_dir, default_groups, group_options, primary_config
+from convnetlab.cli.command_checks import check_names
+from convnetlab.cli.command_line import COMMANDS, config_dir, default_groups, group_options, primary_config
 from convnetlab.config_types import check_config_types
 from convnetlab.errors import ConvnetlabError, InputError, one_line
 from convnetlab.runs import RESOLVED_CONFIG
@@ -44,7 +45,7 @@ def fail(error: BaseException) -> None:
 
 def check_command_line(program: str, args: list[str]) -> None:
     """Exit with one line if ``args`` hold a positional word, an API key or an unknown config-group option
-    (:mod:`convnetlab.cli.command_line`; the console scripts already ran these checks before importing torch)."""
+    (:mod:`convnetlab.cli.command_checks`; the console scripts already ran these checks before importing torch)."""
     try:
         check_names(program, args)
     except ConvnetlabError as error:

@@ -1,6 +1,6 @@
 """The console scripts: answer ``--help`` and bad input (options, typos, words) at once, then start the command.
 
-Each ``convnetlab-<name>`` first runs the checks of :mod:`convnetlab.cli.command_line`, which import
+Each ``convnetlab-<name>`` first runs the checks of :mod:`convnetlab.cli.command_checks`, which import
 neither torch nor Lightning, and only then imports ``convnetlab.cli.<module>`` (the Hydra app) and runs it.
 ``python -m convnetlab.cli.<module>`` skips this front door and behaves the same apart from ``--help``.
 """
@@ -11,7 +11,9 @@ import importlib
 import os
 import sys
 
-from convnetlab.cli.command_line import COMMANDS, check_names, help_text, parse_command_line
+from convnetlab.cli.command_checks import check_names
+from convnetlab.cli.command_line import COMMANDS, help_text
+from convnetlab.cli.hydra_options import parse_command_line
 from convnetlab.errors import ConvnetlabError, one_line
 from convnetlab.stop_signals import stop_cleanly_until_training
 
